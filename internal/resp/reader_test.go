@@ -1,0 +1,325 @@
+package resp
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand"
+	"strings"
+	"testing"
+)
+
+// chunkReader returns its data in chunks of the given sizes (cycling), so a
+// frame arrives split at arbitrary points.
+type chunkReader struct {
+	data  []byte
+	sizes []int
+	i     int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := len(c.data)
+	if len(c.sizes) > 0 {
+		n = c.sizes[c.i%len(c.sizes)]
+		c.i++
+		if n <= 0 {
+			n = 1
+		}
+	}
+	n = min(n, len(p), len(c.data))
+	copy(p, c.data[:n])
+	c.data = c.data[n:]
+	return n, nil
+}
+
+type cmdResult struct {
+	raws []string
+	args [][]string
+	err  string
+}
+
+func readAllCommands(rd io.Reader, lim Limits) cmdResult {
+	r := NewReader(rd, lim)
+	var res cmdResult
+	var kept []Command
+	for {
+		c, err := r.ReadCommand()
+		if err != nil {
+			if err != io.EOF {
+				res.err = err.Error()
+			}
+			break
+		}
+		kept = append(kept, Command{Raw: c.Raw})
+		var a []string
+		for _, x := range c.Args {
+			a = append(a, string(x))
+		}
+		res.args = append(res.args, a)
+	}
+	// Raw frames must still be intact after every later read (stability).
+	for _, k := range kept {
+		res.raws = append(res.raws, string(k.Raw))
+	}
+	return res
+}
+
+func TestReadCommandMultibulk(t *testing.T) {
+	in := "*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nva\r\nl\r\n*1\r\n$4\r\nPING\r\n"
+	for _, sizes := range [][]int{nil, {1}, {2, 3}, {7}} {
+		res := readAllCommands(&chunkReader{data: []byte(in), sizes: sizes}, Limits{BufferSize: 16})
+		if res.err != "" {
+			t.Fatalf("sizes %v: %v", sizes, res.err)
+		}
+		want := [][]string{{"SET", "key", "va\r\nl"}, {"PING"}}
+		if len(res.args) != 2 || strings.Join(res.args[0], "|") != strings.Join(want[0], "|") || res.args[1][0] != "PING" {
+			t.Fatalf("sizes %v: got %q", sizes, res.args)
+		}
+		if cut := strings.Index(in, "*1\r\n"); res.raws[0] != in[:cut] || res.raws[1] != in[cut:] {
+			t.Fatalf("sizes %v: raw %q", sizes, res.raws)
+		}
+	}
+}
+
+func TestReadCommandInline(t *testing.T) {
+	in := "set k \"a b\\x41\\n\" 'it\\'s'\r\n\r\nPING\n"
+	res := readAllCommands(strings.NewReader(in), Limits{})
+	if res.err != "" {
+		t.Fatal(res.err)
+	}
+	if len(res.args) != 2 || len(res.args[0]) != 4 || res.args[0][2] != "a bA\n" || res.args[0][3] != "it's" || res.args[1][0] != "PING" {
+		t.Fatalf("got %q", res.args)
+	}
+	if res.raws[1] != "*1\r\n$4\r\nPING\r\n" {
+		t.Fatalf("inline not re-encoded: %q", res.raws[1])
+	}
+}
+
+func TestReadCommandErrors(t *testing.T) {
+	cases := map[string]string{
+		"*2\r\n$3\r\nGET\r\n:1\r\n":             "expected '$', got ':'",
+		"*1\r\n$-5\r\n":                         "invalid bulk length",
+		"*1\r\n$1099511627776\r\n":              "invalid bulk length", // 2^40, refused before allocating
+		"*x\r\n":                                "invalid multibulk length",
+		"*2000000\r\n":                          "invalid multibulk length",
+		"*1\r\n$3\r\nGETX\r\n":                  "bulk string not terminated by CRLF",
+		"set \"abc\r\n":                         "unbalanced quotes",
+		"*1\r\n$3" + strings.Repeat("1", 70000): "too big bulk count string",
+		strings.Repeat("a", 70000):              "too big inline request",
+	}
+	for in, want := range cases {
+		res := readAllCommands(strings.NewReader(in), Limits{})
+		if !strings.Contains(res.err, want) || !strings.HasPrefix(res.err, "Protocol error: ") {
+			t.Errorf("%.30q: got error %q, want %q", in, res.err, want)
+		}
+	}
+	// A truncated stream is not a clean EOF.
+	r := NewReader(strings.NewReader("*2\r\n$3\r\nGET\r\n"), Limits{})
+	if _, err := r.ReadCommand(); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("truncated: %v", err)
+	}
+}
+
+func TestReadCommandEmptyIgnored(t *testing.T) {
+	res := readAllCommands(strings.NewReader("*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n"), Limits{})
+	if res.err != "" || len(res.args) != 1 || res.args[0][0] != "PING" {
+		t.Fatalf("%+v", res)
+	}
+}
+
+func TestReadCommandLargeBulkSizedOnce(t *testing.T) {
+	val := bytes.Repeat([]byte("v"), 1<<20)
+	in := AppendCommand(nil, []byte("SET"), []byte("k"), val)
+	r := NewReader(&chunkReader{data: in, sizes: []int{4096}}, Limits{})
+	c, err := r.ReadCommand()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(c.Args[2], val) || !bytes.Equal(c.Raw, in) {
+		t.Fatal("large bulk mismatch")
+	}
+}
+
+const replies = "+OK\r\n-ERR x\r\n:12\r\n$-1\r\n$3\r\nabc\r\n*-1\r\n*0\r\n*2\r\n*1\r\n:1\r\n$1\r\na\r\n" +
+	"_\r\n,1.5\r\n#t\r\n(123\r\n!3\r\nerr\r\n=7\r\ntxt:abc\r\n%1\r\n+k\r\n*1\r\n:1\r\n~2\r\n:1\r\n:2\r\n" +
+	">2\r\n+message\r\n+x\r\n|1\r\n+ttl\r\n:3\r\n$1\r\nv\r\n*2\r\n|1\r\n+a\r\n+b\r\n:1\r\n:2\r\n"
+
+func readAllReplies(rd io.Reader, lim Limits) ([]string, string) {
+	r := NewReplyReader(rd, lim)
+	var frames [][]byte
+	errText := ""
+	for {
+		f, err := r.ReadReply()
+		if err != nil {
+			if err != io.EOF {
+				errText = err.Error()
+			}
+			break
+		}
+		frames = append(frames, f)
+	}
+	out := make([]string, len(frames))
+	for i, f := range frames {
+		out[i] = string(f)
+	}
+	return out, errText
+}
+
+func TestReadReplyAllTypes(t *testing.T) {
+	want := []string{"+OK\r\n", "-ERR x\r\n", ":12\r\n", "$-1\r\n", "$3\r\nabc\r\n", "*-1\r\n", "*0\r\n",
+		"*2\r\n*1\r\n:1\r\n$1\r\na\r\n", "_\r\n", ",1.5\r\n", "#t\r\n", "(123\r\n", "!3\r\nerr\r\n",
+		"=7\r\ntxt:abc\r\n", "%1\r\n+k\r\n*1\r\n:1\r\n", "~2\r\n:1\r\n:2\r\n", ">2\r\n+message\r\n+x\r\n",
+		"|1\r\n+ttl\r\n:3\r\n$1\r\nv\r\n", "*2\r\n|1\r\n+a\r\n+b\r\n:1\r\n:2\r\n"}
+	for _, sizes := range [][]int{nil, {1}, {3, 5}} {
+		got, errText := readAllReplies(&chunkReader{data: []byte(replies), sizes: sizes}, Limits{BufferSize: 8})
+		if errText != "" {
+			t.Fatalf("sizes %v: %s", sizes, errText)
+		}
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Fatalf("sizes %v:\n got %q\nwant %q", sizes, got, want)
+		}
+	}
+}
+
+func TestReadReplyLimits(t *testing.T) {
+	deep := strings.Repeat("*1\r\n", 100) + ":1\r\n"
+	if _, e := readAllReplies(strings.NewReader(deep), Limits{}); !strings.Contains(e, "nesting") {
+		t.Fatalf("deep: %q", e)
+	}
+	if _, e := readAllReplies(strings.NewReader("$1099511627776\r\n"), Limits{}); !strings.Contains(e, "bulk length") {
+		t.Fatalf("huge bulk: %q", e)
+	}
+	if _, e := readAllReplies(strings.NewReader("?x\r\n"), Limits{}); !strings.Contains(e, "invalid reply type") {
+		t.Fatalf("bad type: %q", e)
+	}
+}
+
+func TestElements(t *testing.T) {
+	els, null, err := Elements([]byte("*3\r\n$1\r\na\r\n$-1\r\n*1\r\n:2\r\n"), nil)
+	if err != nil || null || len(els) != 3 || string(els[2]) != "*1\r\n:2\r\n" || string(els[1]) != "$-1\r\n" {
+		t.Fatalf("%q %v %v", els, null, err)
+	}
+	if _, null, _ := Elements([]byte("*-1\r\n"), nil); !null {
+		t.Fatal("null array")
+	}
+	if v, ok := BulkValue(els[0]); !ok || string(v) != "a" {
+		t.Fatal("bulk value")
+	}
+	if n, ok := IntValue([]byte(":-42\r\n")); !ok || n != -42 {
+		t.Fatal("int value")
+	}
+	if string(ErrorText([]byte("-MOVED 1 h:1\r\n"))) != "MOVED 1 h:1" || string(ErrorText([]byte("!3\r\nerr\r\n"))) != "err" {
+		t.Fatal("error text")
+	}
+}
+
+func TestParseInt(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "-1": -1, "9223372036854775807": 1<<63 - 1, "-9223372036854775808": -1 << 63} {
+		if n, ok := parseInt([]byte(in)); !ok || n != want {
+			t.Errorf("%s: %d %v", in, n, ok)
+		}
+	}
+	for _, in := range []string{"", "-", "+1", "1 ", "9223372036854775808", "99999999999999999999", "1a"} {
+		if _, ok := parseInt([]byte(in)); ok {
+			t.Errorf("%q accepted", in)
+		}
+	}
+}
+
+// FuzzReadCommand checks that any input gives the same commands and error
+// whether it arrives whole, in two halves, or in random chunks; and never
+// panics.
+func FuzzReadCommand(f *testing.F) {
+	f.Add([]byte("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*1\r\n$4\r\nPING\r\n"), uint8(3), int64(1))
+	f.Add([]byte("GET \"a\\x41\" 'b'\r\nPING\n"), uint8(1), int64(2))
+	f.Add([]byte("*1\r\n$1099511627776\r\n"), uint8(2), int64(3))
+	f.Add([]byte("*0\r\n*-1\r\n\r\n"), uint8(5), int64(4))
+	f.Fuzz(func(t *testing.T, data []byte, split uint8, seed int64) {
+		lim := Limits{BufferSize: 32, MaxInline: 256, MaxBulk: 4096, MaxElements: 64}
+		whole := readAllCommands(bytes.NewReader(data), lim)
+		cut := int(split) % (len(data) + 1)
+		halves := readAllCommands(io.MultiReader(bytes.NewReader(data[:cut]), bytes.NewReader(data[cut:])), lim)
+		rnd := rand.New(rand.NewSource(seed))
+		sizes := make([]int, 16)
+		for i := range sizes {
+			sizes[i] = 1 + rnd.Intn(40)
+		}
+		chunks := readAllCommands(&chunkReader{data: data, sizes: sizes}, lim)
+		for name, got := range map[string]cmdResult{"halves": halves, "chunks": chunks} {
+			if got.err != whole.err || strings.Join(got.raws, "\x00") != strings.Join(whole.raws, "\x00") ||
+				len(got.args) != len(whole.args) {
+				t.Fatalf("%s differs from whole:\n%+v\n%+v", name, got, whole)
+			}
+		}
+	})
+}
+
+// FuzzReadReply is FuzzReadCommand for server replies.
+func FuzzReadReply(f *testing.F) {
+	f.Add([]byte(replies), uint8(7), int64(1))
+	f.Add([]byte("*2\r\n|1\r\n+a\r\n+b\r\n:1\r\n:2\r\n"), uint8(9), int64(2))
+	f.Add([]byte("$1099511627776\r\n"), uint8(1), int64(3))
+	f.Fuzz(func(t *testing.T, data []byte, split uint8, seed int64) {
+		lim := Limits{BufferSize: 32, MaxInline: 256, MaxBulk: 4096, MaxElements: 64, MaxDepth: 8}
+		whole, werr := readAllReplies(bytes.NewReader(data), lim)
+		cut := int(split) % (len(data) + 1)
+		halves, herr := readAllReplies(io.MultiReader(bytes.NewReader(data[:cut]), bytes.NewReader(data[cut:])), lim)
+		rnd := rand.New(rand.NewSource(seed))
+		sizes := make([]int, 16)
+		for i := range sizes {
+			sizes[i] = 1 + rnd.Intn(40)
+		}
+		chunks, cerr := readAllReplies(&chunkReader{data: data, sizes: sizes}, lim)
+		if herr != werr || cerr != werr || strings.Join(halves, "\x00") != strings.Join(whole, "\x00") ||
+			strings.Join(chunks, "\x00") != strings.Join(whole, "\x00") {
+			t.Fatalf("split reads differ:\nwhole %q %s\nhalves %q %s\nchunks %q %s", whole, werr, halves, herr, chunks, cerr)
+		}
+		// Every frame re-parses to itself and Elements never panics on it.
+		for _, fr := range whole {
+			again, e := readAllReplies(strings.NewReader(fr), lim)
+			if e != "" || len(again) != 1 || again[0] != fr {
+				t.Fatalf("frame %q re-parses as %q %s", fr, again, e)
+			}
+			_, _, _ = Elements([]byte(fr), nil)
+		}
+	})
+}
+
+func BenchmarkReadCommand(b *testing.B) {
+	one := AppendCommandStrings(nil, "SET", "key:000123", strings.Repeat("x", 64))
+	data := bytes.Repeat(one, 1000)
+	b.SetBytes(int64(len(one)))
+	b.ReportAllocs()
+	rd := bytes.NewReader(data)
+	r := NewReader(rd, Limits{})
+	for i := 0; i < b.N; i++ {
+		if _, err := r.ReadCommand(); err != nil {
+			rd.Reset(data)
+			r = NewReader(rd, Limits{})
+			if _, err := r.ReadCommand(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+func BenchmarkReadReply(b *testing.B) {
+	one := []byte("$64\r\n" + strings.Repeat("x", 64) + "\r\n")
+	data := bytes.Repeat(one, 1000)
+	b.SetBytes(int64(len(one)))
+	b.ReportAllocs()
+	rd := bytes.NewReader(data)
+	r := NewReplyReader(rd, Limits{})
+	for i := 0; i < b.N; i++ {
+		if _, err := r.ReadReply(); err != nil {
+			rd.Reset(data)
+			r = NewReplyReader(rd, Limits{})
+			if _, err := r.ReadReply(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
