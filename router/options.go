@@ -1,0 +1,120 @@
+package router
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"time"
+
+	"github.com/clusterproxy/clusterproxy/internal/resp"
+)
+
+// Options configure a Router. Every zero field means the documented default.
+type Options struct {
+	// Seeds are host:port addresses used to discover the cluster. Host names
+	// are resolved again at every refresh. Required.
+	Seeds []string
+	// Username and Password authenticate to the nodes (ACL user or
+	// requirepass). Empty means no authentication.
+	Username, Password string
+	// TLS, when set, is used for every node connection.
+	TLS *tls.Config
+
+	// ConnsPerNode is the number of multiplexed connections per node and
+	// protocol version. A client session always uses the same one of them, so
+	// its commands to one node are executed in the order it sent them.
+	// Default 2.
+	ConnsPerNode int
+	// MaxInflight bounds the requests written to one connection and not yet
+	// answered; beyond it the writer waits (backpressure). Default 4096.
+	MaxInflight int
+	// QueueSize bounds the requests waiting to be written on one connection;
+	// beyond it senders wait. Default 4096.
+	QueueSize int
+
+	// DialTimeout bounds connecting and the connection handshake. Default 2s.
+	DialTimeout time.Duration
+	// ReadTimeout is how long a connection may hold unanswered requests
+	// without any reply before it is declared dead and its requests fail.
+	// Default 10s.
+	ReadTimeout time.Duration
+	// RedialBackoff is the first wait after a failed dial; it doubles up to
+	// MaxRedialBackoff. During the wait requests to that node fail fast.
+	// Defaults 50ms and 1s.
+	RedialBackoff, MaxRedialBackoff time.Duration
+
+	// RefreshInterval is the period of the background topology refresh.
+	// Default 5s.
+	RefreshInterval time.Duration
+	// RefreshCooldown is the least time between two refreshes triggered by
+	// MOVED, CLUSTERDOWN or connection errors. Default 100ms.
+	RefreshCooldown time.Duration
+	// RetryWindow bounds how long a request is held and retried while its
+	// slot has no reachable master (failover, restart, TRYAGAIN, LOADING).
+	// It should be longer than the cluster's failover time. Default 15s.
+	RetryWindow time.Duration
+	// MaxRedirects bounds the MOVED/ASK hops of one request. Default 16.
+	MaxRedirects int
+	// RetiredGrace is how long connections to a node that left the topology
+	// stay open for requests already sent to them. Default 10s.
+	RetiredGrace time.Duration
+
+	// ReplyLimits bound replies read from nodes. Zero fields mean resp defaults.
+	ReplyLimits resp.Limits
+
+	// Logger receives the router's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Observer receives router events for metrics and traces. Default none.
+	Observer Observer
+}
+
+// Observer is told about router events. Implementations must be fast and
+// safe for concurrent use; they run on the request path.
+type Observer interface {
+	// Redirected is called for each MOVED, ASK, TRYAGAIN, CLUSTERDOWN or
+	// LOADING reply handled by the router; kind is the lower-case error code.
+	Redirected(kind string)
+	// TopologyRefreshed is called after each refresh attempt with its reason
+	// ("periodic", "moved", "error", "start", ...), the slots covered by a
+	// master and the error (nil on success).
+	TopologyRefreshed(reason string, slotsCovered int, err error)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Redirected(string)                    {}
+func (nopObserver) TopologyRefreshed(string, int, error) {}
+
+func (o Options) withDefaults() Options {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if o.ConnsPerNode <= 0 {
+		o.ConnsPerNode = 2
+	}
+	if o.MaxInflight <= 0 {
+		o.MaxInflight = 4096
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = 4096
+	}
+	def(&o.DialTimeout, 2*time.Second)
+	def(&o.ReadTimeout, 10*time.Second)
+	def(&o.RedialBackoff, 50*time.Millisecond)
+	def(&o.MaxRedialBackoff, time.Second)
+	def(&o.RefreshInterval, 5*time.Second)
+	def(&o.RefreshCooldown, 100*time.Millisecond)
+	def(&o.RetryWindow, 15*time.Second)
+	def(&o.RetiredGrace, 10*time.Second)
+	if o.MaxRedirects <= 0 {
+		o.MaxRedirects = 16
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
+	return o
+}

@@ -1,0 +1,59 @@
+package router
+
+import "time"
+
+// Request is one command on its way to the cluster. Fill the exported input
+// fields, call Router.Send, then Router.Wait; the result is in Reply or Err.
+// A Request may be reused (Reset) once Wait has returned.
+type Request struct {
+	// Frame is the raw RESP command, written to the node as is. It must stay
+	// unchanged until Wait returns.
+	Frame []byte
+	// Slot is the hash slot of the command's keys, or -1 for a keyless
+	// command (sent to a master chosen by Conn).
+	Slot int
+	// Addr, when set, sends the command to that node whatever its slots
+	// (fan-out to every master).
+	Addr string
+	// Conn picks which of a node's multiplexed connections carries the
+	// request. A client session uses one value for all its requests so that
+	// its commands to one node run in the order it sent them.
+	Conn int
+	// Proto is the RESP version the reply must be in (2 or 3).
+	Proto int
+	// ReadOnly marks a command that is safe to send again after a
+	// connection broke while it was in flight.
+	ReadOnly bool
+
+	// Reply is the raw reply frame; Err is set instead when none was had.
+	Reply []byte
+	Err   error
+
+	node      *node
+	asking    bool
+	written   bool
+	redirects int
+	attempts  int
+	deadline  time.Time
+	done      chan struct{}
+}
+
+// NewRequest returns an empty Request.
+func NewRequest() *Request {
+	return &Request{Slot: -1, done: make(chan struct{}, 1)}
+}
+
+// Reset clears a Request for reuse; it must not be in flight.
+func (r *Request) Reset() {
+	done := r.done
+	*r = Request{Slot: -1, done: done}
+}
+
+func (r *Request) complete(reply []byte, err error) {
+	r.Reply, r.Err = reply, err
+	r.done <- struct{}{}
+}
+
+// Done returns a channel that receives once when the current attempt ends.
+// Most callers use Router.Wait instead, which also follows redirections.
+func (r *Request) Done() <-chan struct{} { return r.done }
