@@ -421,7 +421,7 @@ func (r *Router) watchdog() {
 // Send routes req and queues it on a node connection. It may block while
 // that connection's queue is full (backpressure). Follow with Wait.
 func (r *Router) Send(req *Request) {
-	req.Reply, req.Err, req.written = nil, nil, false
+	req.asking = false
 	var n *node
 	if req.Addr != "" {
 		n = r.node(req.Addr)
@@ -509,9 +509,10 @@ func (r *Router) retry(req *Request) bool {
 			r.opts.Observer.Redirected("moved")
 			r.Refresh("moved")
 		}
+		// asking is read by the pipe's writer goroutine once queued: set it
+		// before sending and never touch it until the attempt completes.
 		req.asking = ask
 		r.sendTo(r.node(addr), req)
-		req.asking = false
 		return true
 	case bytes.HasPrefix(msg, []byte("TRYAGAIN")):
 		r.opts.Observer.Redirected("tryagain")

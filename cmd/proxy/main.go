@@ -1,0 +1,259 @@
+// Command proxy runs clusterproxy: one Redis endpoint in front of a Redis
+// Cluster, for plain (non-cluster) Redis clients.
+//
+//	proxy -listen 127.0.0.1:6380 -seeds 10.0.0.1:6379,10.0.0.2:6379
+//	proxy -dev                      # also starts a local six-node cluster
+//	proxy healthcheck -metrics-addr 127.0.0.1:9121
+//
+// Run "proxy -h" for every flag and its default.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/clusterproxy/clusterproxy/internal/command"
+	"github.com/clusterproxy/clusterproxy/internal/localcluster"
+	"github.com/clusterproxy/clusterproxy/internal/resp"
+	"github.com/clusterproxy/clusterproxy/proxy"
+	"github.com/clusterproxy/clusterproxy/router"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		os.Exit(healthcheck(os.Args[2:], os.Getenv, os.Stderr))
+	}
+	cfg, err := parseConfig(os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "proxy:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "proxy:", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(cfg *Config, out io.Writer) *slog.Logger {
+	level, _ := parseLevel(cfg.LogLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(out, opts))
+	}
+	return slog.New(slog.NewTextHandler(out, opts))
+}
+
+// run wires everything and serves until ctx ends (SIGINT/SIGTERM), then
+// shuts down gracefully.
+func run(ctx context.Context, cfg *Config, logOut io.Writer) error {
+	log := newLogger(cfg, logOut)
+
+	if cfg.Dev {
+		cluster, err := startDevCluster(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			log.Info("stopping the dev cluster")
+			if err := cluster.Stop(); err != nil {
+				log.Error("stopping the dev cluster", "err", err)
+			}
+		}()
+		if len(cfg.Seeds) == 0 {
+			cfg.Seeds = cluster.Addrs()
+		}
+	}
+
+	rt, err := router.New(router.Options{
+		Seeds:           cfg.Seeds,
+		Username:        cfg.NodeUser,
+		Password:        cfg.NodePassword,
+		ConnsPerNode:    cfg.ConnsPerNode,
+		DialTimeout:     cfg.DialTimeout,
+		ReadTimeout:     cfg.ReadTimeout,
+		RetryWindow:     cfg.RetryWindow,
+		RefreshInterval: cfg.RefreshInterval,
+		Logger:          log.With("component", "router"),
+	})
+	if err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
+	defer cancel()
+	if err := rt.Start(startCtx); err != nil {
+		return err
+	}
+	defer rt.Close()
+	table, err := loadCommands(startCtx, rt)
+	if err != nil {
+		return err
+	}
+
+	srv, err := proxy.New(proxy.Config{
+		Password:     cfg.Password,
+		MaxClients:   cfg.MaxClients,
+		MaxPipeline:  cfg.MaxPipeline,
+		Limits:       resp.Limits{MaxBulk: cfg.MaxBulk, MaxElements: cfg.MaxArgs},
+		IdleTimeout:  cfg.IdleTimeout,
+		AnnounceAddr: cfg.AnnounceAddr,
+		Logger:       log.With("component", "proxy"),
+	}, rt, table)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+
+	var metricsSrv *http.Server
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("metrics listen: %w", err)
+		}
+		metricsSrv = &http.Server{Handler: opsHandler(rt), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := metricsSrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server", "err", err)
+			}
+		}()
+	}
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("proxy ready", "listen", ln.Addr().String(), "seeds", cfg.Seeds, "masters", len(rt.Masters()),
+		"slots_covered", rt.SlotsCovered(), "commands", len(table.Names()))
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	case err := <-serveErr:
+		if err != nil {
+			return err
+		}
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer scancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("shutdown deadline passed; closed remaining connections", "err", err)
+	}
+	if metricsSrv != nil {
+		_ = metricsSrv.Shutdown(sctx)
+	}
+	return nil
+}
+
+// loadCommands builds the command table from the cluster's own COMMAND.
+func loadCommands(ctx context.Context, rt *router.Router) (*command.Table, error) {
+	var lastErr error
+	for {
+		c, err := rt.Client()
+		if err == nil {
+			var t *command.Table
+			if t, err = command.Load(ctx, c); err == nil {
+				return t, nil
+			}
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("load command table: %w", lastErr)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func startDevCluster(ctx context.Context, cfg *Config, log *slog.Logger) (*localcluster.Cluster, error) {
+	ports, err := parsePorts(cfg.DevPorts)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(cfg.DevDir)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("starting the dev cluster", "dir", dir, "ports", cfg.DevPorts)
+	c, err := localcluster.Start(ctx, localcluster.Options{
+		Dir:      dir,
+		Ports:    ports,
+		Reuse:    true,
+		Password: cfg.NodePassword,
+		Logger:   log.With("component", "localcluster"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dev cluster: %w", err)
+	}
+	return c, nil
+}
+
+// opsHandler serves the health endpoints: /healthz (the process is up) and
+// /readyz (topology loaded and every slot served by a master).
+func opsHandler(rt *router.Router) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if n := rt.SlotsCovered(); n < router.SlotCount {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "not ready: %d of %d slots served\n", n, router.SlotCount)
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	return mux
+}
+
+// healthcheck is the container healthcheck: it asks /healthz on the metrics
+// address and exits 0 when it answers 200.
+func healthcheck(args []string, getenv func(string) string, out io.Writer) int {
+	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
+	fs.SetOutput(out)
+	addr := fs.String("metrics-addr", getenv(envName("metrics-addr")), "metrics `address` of the proxy")
+	path := fs.String("path", "/healthz", "endpoint to check (/healthz or /readyz)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *addr == "" {
+		fmt.Fprintln(out, "healthcheck: -metrics-addr is required")
+		return 2
+	}
+	host, port, err := net.SplitHostPort(*addr)
+	if err != nil {
+		fmt.Fprintln(out, "healthcheck:", err)
+		return 2
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	client := http.Client{Timeout: 3 * time.Second}
+	res, err := client.Get("http://" + net.JoinHostPort(host, port) + *path)
+	if err != nil {
+		fmt.Fprintln(out, "healthcheck:", err)
+		return 1
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		fmt.Fprintln(out, "healthcheck:", res.Status)
+		return 1
+	}
+	return 0
+}

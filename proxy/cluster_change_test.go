@@ -1,0 +1,202 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/clusterproxy/clusterproxy/internal/testcluster"
+	"github.com/clusterproxy/clusterproxy/proxy"
+	"github.com/clusterproxy/clusterproxy/router"
+	"github.com/redis/go-redis/v9"
+)
+
+// countingObserver counts router events by kind.
+type countingObserver struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (o *countingObserver) Redirected(kind string) {
+	o.mu.Lock()
+	if o.counts == nil {
+		o.counts = map[string]int{}
+	}
+	o.counts[kind]++
+	o.mu.Unlock()
+}
+
+func (o *countingObserver) TopologyRefreshed(string, int, error) {}
+
+func (o *countingObserver) get(kind string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.counts[kind]
+}
+
+// writer runs SET then GET on its keys in a loop until stopped, recording
+// every error the client sees and the last value acknowledged per key. It
+// stops between commands, never in the middle of one, so after stop every
+// write it made was acknowledged or reported as an error.
+type writer struct {
+	errs  atomic.Int64
+	ops   atomic.Int64
+	first atomic.Value // first error text
+	stopc chan struct{}
+	done  chan struct{}
+	acked map[string]int // owned by the writer goroutine until done
+}
+
+func runWriter(c *redis.Client, keys []string) *writer {
+	w := &writer{acked: map[string]int{}, stopc: make(chan struct{}), done: make(chan struct{})}
+	ctx := context.Background()
+	go func() {
+		defer close(w.done)
+		for n := 0; ; n++ {
+			select {
+			case <-w.stopc:
+				return
+			default:
+			}
+			k := keys[n%len(keys)]
+			err := c.Set(ctx, k, n, 0).Err()
+			if err == nil {
+				var v int
+				v, err = c.Get(ctx, k).Int()
+				if err == nil && v != n {
+					err = fmt.Errorf("GET %s = %d after SET %d", k, v, n)
+				}
+			}
+			if err != nil {
+				if w.errs.Add(1) == 1 {
+					w.first.Store(err.Error())
+				}
+				delete(w.acked, k) // unknown whether it was applied
+				continue
+			}
+			w.ops.Add(1)
+			w.acked[k] = n
+		}
+	}()
+	return w
+}
+
+func (w *writer) stop() {
+	close(w.stopc)
+	<-w.done
+}
+
+// check stops the writer and asserts it saw no error and that every
+// acknowledged write reads back.
+func (w *writer) check(t *testing.T, ctx context.Context, c *redis.Client) {
+	t.Helper()
+	w.stop()
+	if n := w.errs.Load(); n > 0 {
+		t.Fatalf("client saw %d errors; first: %v", n, w.first.Load())
+	}
+	if w.ops.Load() == 0 {
+		t.Fatal("writer made no progress")
+	}
+	for k, n := range w.acked {
+		v, err := c.Get(ctx, k).Int()
+		if err != nil || v != n {
+			t.Fatalf("acknowledged write lost: %s = %d (%v), want %d", k, v, err, n)
+		}
+	}
+}
+
+// TestReshardASK moves one slot while a client writes and reads keys in it:
+// the proxy follows ASK (ASKING sent with the command) and then MOVED; the
+// client sees no error and no redirection.
+func TestReshardASK(t *testing.T) {
+	cl := testcluster.Start(t)
+	obs := &countingObserver{}
+	p := startProxy(t, cl, proxy.Config{}, router.Options{Observer: obs})
+	ctx := context.Background()
+	c := p.client(t, 2)
+
+	keys := make([]string, 200)
+	for i := range keys {
+		keys[i] = "{mig}:" + strconv.Itoa(i)
+	}
+	slot := router.Slot([]byte(keys[0]))
+	from, err := cl.SlotOwner(ctx, slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	masters, err := cl.MasterAddrs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := masters[0]
+	if to == from {
+		to = masters[1]
+	}
+	// Half the keys exist before the migration starts.
+	for _, k := range keys[:100] {
+		if err := c.Set(ctx, k, -1, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := runWriter(p.client(t, 2), keys)
+	time.Sleep(200 * time.Millisecond)
+	if err := cl.BeginMigration(ctx, slot, from, to); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // writes during MIGRATING/IMPORTING
+	if _, err := cl.MigrateKeys(ctx, slot, from, to, 10); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // keys moved, slot not yet reassigned: ASK
+	if err := cl.FinishMigration(ctx, slot, from, to); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	w.check(t, ctx, c)
+	if obs.get("ask") == 0 {
+		t.Fatal("no ASK redirection was exercised")
+	}
+	if owner, _ := cl.SlotOwner(ctx, slot); owner != to {
+		t.Fatalf("slot %d owned by %s, want %s", slot, owner, to)
+	}
+	t.Logf("ops=%d ask=%d moved=%d tryagain=%d", w.ops.Load(), obs.get("ask"), obs.get("moved"), obs.get("tryagain"))
+}
+
+// TestFailoverMOVED runs CLUSTER FAILOVER on a replica while a client
+// writes and reads keys on every master: the proxy follows MOVED and
+// refreshes its topology; the client sees no error.
+func TestFailoverMOVED(t *testing.T) {
+	cl := testcluster.Start(t)
+	obs := &countingObserver{}
+	p := startProxy(t, cl, proxy.Config{}, router.Options{Observer: obs})
+	ctx := context.Background()
+	c := p.client(t, 3)
+	keys := keysOnEveryMaster(t, p, "fo", 60)
+
+	w := runWriter(p.client(t, 3), keys)
+	time.Sleep(200 * time.Millisecond)
+	masters, err := cl.MasterAddrs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newMaster, err := cl.Failover(ctx, masters[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Keep writing until the proxy's topology shows the new master.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(fmt.Sprint(p.Router.Masters()), newMaster) {
+		if time.Now().After(deadline) {
+			t.Fatalf("proxy topology never showed %s as master: %v", newMaster, p.Router.Masters())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	w.check(t, ctx, c)
+	t.Logf("ops=%d moved=%d clusterdown=%d", w.ops.Load(), obs.get("moved"), obs.get("clusterdown"))
+}

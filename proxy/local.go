@@ -1,0 +1,327 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/clusterproxy/clusterproxy/internal/command"
+	"github.com/clusterproxy/clusterproxy/internal/resp"
+	"github.com/clusterproxy/clusterproxy/router"
+)
+
+// local answers the commands the proxy handles itself. Replies are encoded
+// in the session's current protocol version.
+func (s *session) local(c *call, spec *command.Spec, args [][]byte) *call {
+	p := s.proto
+	switch spec.Name {
+	case "ping":
+		if len(args) > 2 {
+			return c.fail("ERR wrong number of arguments for 'ping' command")
+		}
+		if len(args) == 2 {
+			c.reply = resp.AppendBulk(c.reply, args[1])
+		} else {
+			c.reply = resp.AppendSimple(c.reply, "PONG")
+		}
+	case "echo":
+		c.reply = resp.AppendBulk(c.reply, args[1])
+	case "quit":
+		c.reply = resp.AppendOK(c.reply)
+		c.quit = true
+	case "select":
+		n, err := strconv.ParseInt(string(args[1]), 10, 64)
+		switch {
+		case err != nil:
+			return c.fail("ERR value is not an integer or out of range")
+		case n != 0:
+			return c.fail("ERR SELECT is not allowed in cluster mode")
+		}
+		c.reply = resp.AppendOK(c.reply)
+	case "readonly", "readwrite":
+		// Cluster clients send these before reading from replicas. The
+		// proxy reads from masters; the reply keeps such clients working.
+		c.reply = resp.AppendOK(c.reply)
+	case "auth":
+		return s.auth(c, args[1:])
+	case "hello":
+		return s.hello(c, args[1:])
+	case "reset":
+		s.proto = resp.RESP2
+		s.authed = s.srv.cfg.Password == ""
+		s.name.Store(nil)
+		c.reply = resp.AppendSimple(c.reply, "RESET")
+	case "cluster|info":
+		c.reply = resp.AppendVerbatim(c.reply, s.clusterInfo(), p)
+	case "cluster|myid":
+		c.reply = resp.AppendBulkString(c.reply, s.srv.nodeID)
+	case "cluster|myshardid":
+		c.reply = resp.AppendBulkString(c.reply, s.srv.nodeID)
+	case "cluster|keyslot":
+		c.reply = resp.AppendInt(c.reply, int64(router.Slot(args[2])))
+	case "cluster|slots":
+		c.reply = s.clusterSlots(c.reply)
+	case "cluster|shards":
+		c.reply = s.clusterShards(c.reply)
+	case "cluster|nodes":
+		host, port := s.announce()
+		line := s.srv.nodeID + " " + net.JoinHostPort(host, strconv.Itoa(port)) + "@0 myself,master - 0 0 1 connected 0-16383\n"
+		c.reply = resp.AppendVerbatim(c.reply, line, p)
+	case "cluster|countkeysinslot", "cluster|getkeysinslot":
+		slot, err := strconv.Atoi(string(args[2]))
+		if err != nil || slot < 0 || slot >= router.SlotCount {
+			return c.fail("ERR Invalid or out of range slot")
+		}
+		// Answered by the master that owns the slot.
+		return s.send(c, resp.AppendCommand(nil, args...), slot, true)
+	default:
+		return c.fail("ERR command '" + spec.Name + "' is not supported by the proxy")
+	}
+	return c
+}
+
+func (s *session) auth(c *call, args [][]byte) *call {
+	if len(args) > 2 {
+		return c.fail("ERR syntax error")
+	}
+	if msg := s.checkAuth(args); msg != "" {
+		return c.fail(msg)
+	}
+	s.authed = true
+	c.reply = resp.AppendOK(c.reply)
+	return c
+}
+
+// checkAuth checks [user] password against the proxy's password and returns
+// the error to answer, or "" when the client may proceed.
+func (s *session) checkAuth(args [][]byte) string {
+	want := s.srv.cfg.Password
+	user, pass := []byte("default"), args[len(args)-1]
+	if len(args) == 2 {
+		user = args[0]
+	}
+	if want == "" {
+		if len(args) == 1 {
+			return "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
+		}
+		return "" // the default user has no password: any password is accepted, as in Redis
+	}
+	if !bytes.Equal(user, []byte("default")) || subtle.ConstantTimeCompare(pass, []byte(want)) != 1 {
+		return "WRONGPASS invalid username-password pair or user is disabled."
+	}
+	return ""
+}
+
+// hello implements HELLO [protover [AUTH user pass] [SETNAME name]].
+func (s *session) hello(c *call, args [][]byte) *call {
+	proto := s.proto
+	if len(args) > 0 {
+		v, err := strconv.Atoi(string(args[0]))
+		if err != nil {
+			return c.fail("ERR Protocol version is not an integer or out of range")
+		}
+		if v != 2 && v != 3 {
+			return c.fail("NOPROTO unsupported protocol version")
+		}
+		proto = v
+		args = args[1:]
+	}
+	var name []byte
+	for len(args) > 0 {
+		switch {
+		case bytes.EqualFold(args[0], []byte("auth")) && len(args) >= 3:
+			if msg := s.checkAuth(args[1:3]); msg != "" {
+				return c.fail(msg)
+			}
+			s.authed = true
+			args = args[3:]
+		case bytes.EqualFold(args[0], []byte("setname")) && len(args) >= 2:
+			if !validName(args[1]) {
+				return c.fail("ERR Client names cannot contain spaces, newlines or special characters.")
+			}
+			name = args[1]
+			args = args[2:]
+		default:
+			return c.fail("ERR Syntax error in HELLO option '" + trunc(args[0], 128) + "'")
+		}
+	}
+	if !s.authed {
+		return c.fail("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+	}
+	if name != nil {
+		n := string(name)
+		s.name.Store(&n)
+	}
+	s.proto = proto
+	b := resp.AppendMapHeader(c.reply, 7, proto)
+	b = resp.AppendBulkString(b, "server")
+	b = resp.AppendBulkString(b, "redis")
+	b = resp.AppendBulkString(b, "version")
+	b = resp.AppendBulkString(b, s.srv.cfg.ServerVersion)
+	b = resp.AppendBulkString(b, "proto")
+	b = resp.AppendInt(b, int64(proto))
+	b = resp.AppendBulkString(b, "id")
+	b = resp.AppendInt(b, s.id)
+	b = resp.AppendBulkString(b, "mode")
+	b = resp.AppendBulkString(b, "standalone")
+	b = resp.AppendBulkString(b, "role")
+	b = resp.AppendBulkString(b, "master")
+	b = resp.AppendBulkString(b, "modules")
+	b = resp.AppendArrayHeader(b, 0)
+	c.reply = b
+	return c
+}
+
+func validName(b []byte) bool {
+	for _, ch := range b {
+		if ch < '!' || ch > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// client answers the CLIENT family. Subcommands that act on a server-side
+// connection (tracking, pause, kill, reply modes) cannot be applied through
+// shared node connections and are refused with the reason.
+func (s *session) client(c *call, args [][]byte) *call {
+	if len(args) < 2 {
+		return c.fail("ERR wrong number of arguments for 'client' command")
+	}
+	sub := strings.ToLower(string(args[1]))
+	switch sub {
+	case "id":
+		c.reply = resp.AppendInt(c.reply, s.id)
+	case "getname":
+		if n := s.name.Load(); n != nil && *n != "" {
+			c.reply = resp.AppendBulkString(c.reply, *n)
+		} else {
+			c.reply = resp.AppendNull(c.reply, s.proto)
+		}
+	case "setname":
+		if len(args) != 3 {
+			return c.fail("ERR wrong number of arguments for 'client|setname' command")
+		}
+		if !validName(args[2]) {
+			return c.fail("ERR Client names cannot contain spaces, newlines or special characters.")
+		}
+		n := string(args[2])
+		s.name.Store(&n)
+		c.reply = resp.AppendOK(c.reply)
+	case "setinfo":
+		if len(args) != 4 {
+			return c.fail("ERR wrong number of arguments for 'client|setinfo' command")
+		}
+		c.reply = resp.AppendOK(c.reply)
+	case "info":
+		c.reply = resp.AppendVerbatim(c.reply, s.clientLine(), s.proto)
+	case "list":
+		var sb strings.Builder
+		s.srv.mu.Lock()
+		for other := range s.srv.sessions {
+			sb.WriteString(other.clientLine())
+		}
+		s.srv.mu.Unlock()
+		c.reply = resp.AppendVerbatim(c.reply, sb.String(), s.proto)
+	case "help":
+		lines := []string{
+			"CLIENT <subcommand> [<arg> ...]. Subcommands answered by the proxy:",
+			"ID", "GETNAME", "SETNAME <name>", "SETINFO <attr> <value>", "INFO", "LIST",
+		}
+		c.reply = resp.AppendArrayHeader(c.reply, len(lines))
+		for _, l := range lines {
+			c.reply = resp.AppendSimple(c.reply, l)
+		}
+	case "tracking", "caching", "getredir", "trackinginfo":
+		return c.fail("ERR command 'client|" + sub + "' is not supported by the proxy: client-side caching needs a direct connection to each node")
+	case "kill", "pause", "unpause", "unblock", "no-evict", "no-touch", "reply":
+		return c.fail("ERR command 'client|" + sub + "' is not supported by the proxy: it acts on node connections shared by many clients")
+	default:
+		return c.fail("ERR unknown subcommand '" + trunc(args[1], 128) + "'. Try CLIENT HELP.")
+	}
+	return c
+}
+
+func (s *session) clientLine() string {
+	name := ""
+	if n := s.name.Load(); n != nil {
+		name = *n
+	}
+	return "id=" + strconv.FormatInt(s.id, 10) +
+		" addr=" + s.conn.RemoteAddr().String() +
+		" laddr=" + s.conn.LocalAddr().String() +
+		" name=" + name +
+		" age=" + strconv.Itoa(int(time.Since(s.created).Seconds())) +
+		" db=0 user=default resp=" + strconv.Itoa(s.proto) + "\n"
+}
+
+// announce is the address the proxy presents as the cluster's only node.
+func (s *session) announce() (string, int) {
+	addr := s.srv.cfg.AnnounceAddr
+	if addr == "" {
+		addr = s.conn.LocalAddr().String()
+	}
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr, 0
+	}
+	port, _ := strconv.Atoi(portStr)
+	return host, port
+}
+
+func (s *session) clusterInfo() string {
+	state := "ok"
+	if s.srv.router.SlotsCovered() < router.SlotCount {
+		state = "fail"
+	}
+	return "cluster_state:" + state + "\r\n" +
+		"cluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:0\r\n" +
+		"cluster_known_nodes:1\r\ncluster_size:1\r\ncluster_current_epoch:1\r\ncluster_my_epoch:1\r\n" +
+		"cluster_stats_messages_sent:0\r\ncluster_stats_messages_received:0\r\n" +
+		"total_cluster_links_buffer_limit_exceeded:0\r\n"
+}
+
+// clusterSlots presents the proxy as one node owning every slot.
+func (s *session) clusterSlots(b []byte) []byte {
+	host, port := s.announce()
+	b = resp.AppendArrayHeader(b, 1)
+	b = resp.AppendArrayHeader(b, 3)
+	b = resp.AppendInt(b, 0)
+	b = resp.AppendInt(b, router.SlotCount-1)
+	b = resp.AppendArrayHeader(b, 4)
+	b = resp.AppendBulkString(b, host)
+	b = resp.AppendInt(b, int64(port))
+	b = resp.AppendBulkString(b, s.srv.nodeID)
+	return resp.AppendMapHeader(b, 0, s.proto)
+}
+
+func (s *session) clusterShards(b []byte) []byte {
+	host, port := s.announce()
+	p := s.proto
+	b = resp.AppendArrayHeader(b, 1)
+	b = resp.AppendMapHeader(b, 2, p)
+	b = resp.AppendBulkString(b, "slots")
+	b = resp.AppendArrayHeader(b, 2)
+	b = resp.AppendInt(b, 0)
+	b = resp.AppendInt(b, router.SlotCount-1)
+	b = resp.AppendBulkString(b, "nodes")
+	b = resp.AppendArrayHeader(b, 1)
+	b = resp.AppendMapHeader(b, 7, p)
+	b = resp.AppendBulkString(b, "id")
+	b = resp.AppendBulkString(b, s.srv.nodeID)
+	b = resp.AppendBulkString(b, "port")
+	b = resp.AppendInt(b, int64(port))
+	b = resp.AppendBulkString(b, "ip")
+	b = resp.AppendBulkString(b, host)
+	b = resp.AppendBulkString(b, "endpoint")
+	b = resp.AppendBulkString(b, host)
+	b = resp.AppendBulkString(b, "role")
+	b = resp.AppendBulkString(b, "master")
+	b = resp.AppendBulkString(b, "replication-offset")
+	b = resp.AppendInt(b, 0)
+	b = resp.AppendBulkString(b, "health")
+	return resp.AppendBulkString(b, "online")
+}

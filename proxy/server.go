@@ -1,0 +1,230 @@
+// Package proxy is the client edge of clusterproxy: it accepts RESP
+// connections from plain (non-cluster) Redis clients, runs one session per
+// connection, answers proxy-local commands, and hands everything else to the
+// router, replying in request order.
+package proxy
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/clusterproxy/clusterproxy/internal/command"
+	"github.com/clusterproxy/clusterproxy/internal/resp"
+	"github.com/clusterproxy/clusterproxy/router"
+)
+
+// Config configures a Server. Every zero field means the documented default.
+type Config struct {
+	// Password, when set, is required from clients (AUTH or HELLO AUTH)
+	// before any other command. It is independent of the node credentials.
+	Password string
+	// MaxClients bounds concurrent client connections; a client beyond it
+	// gets "-ERR max number of clients reached" and is closed. Default 10000.
+	MaxClients int
+	// MaxPipeline bounds the commands one client may have in flight; beyond
+	// it the proxy stops reading from that client until replies are written
+	// (backpressure, not buffering). Default 1024.
+	MaxPipeline int
+	// Limits bound what a client may send (bulk size, argument count, inline
+	// length). Zero fields mean the resp package defaults (512 MiB bulk,
+	// 1,048,576 arguments, 64 KiB inline).
+	Limits resp.Limits
+	// IdleTimeout closes a client connection idle for that long. 0 = never.
+	IdleTimeout time.Duration
+	// AnnounceAddr is the host:port the proxy presents in CLUSTER SLOTS,
+	// SHARDS and NODES. Default: the local address of each client's
+	// connection, which is right unless the proxy is behind NAT.
+	AnnounceAddr string
+	// ServerVersion is the Redis version reported by HELLO and INFO.
+	// Default "7.0.0".
+	ServerVersion string
+	// Logger receives the server's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxClients <= 0 {
+		c.MaxClients = 10000
+	}
+	if c.MaxPipeline <= 0 {
+		c.MaxPipeline = 1024
+	}
+	if c.ServerVersion == "" {
+		c.ServerVersion = "7.0.0"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Server accepts client connections and serves them through a Router.
+type Server struct {
+	cfg    Config
+	router *router.Router
+	table  *command.Table
+	log    *slog.Logger
+	nodeID string // the proxy's node id in CLUSTER replies
+
+	nextID  atomic.Int64
+	clients atomic.Int64
+	calls   sync.Pool // *call
+
+	mu        sync.Mutex // guards listeners, sessions, closing
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+	closing   bool
+	wg        sync.WaitGroup // sessions
+}
+
+// New returns a Server that routes through r with command table t.
+func New(cfg Config, r *router.Router, t *command.Table) (*Server, error) {
+	if r == nil || t == nil {
+		return nil, errors.New("proxy: router and command table are required")
+	}
+	cfg = cfg.withDefaults()
+	s := &Server{
+		cfg:       cfg,
+		router:    r,
+		table:     t,
+		log:       cfg.Logger,
+		listeners: map[net.Listener]struct{}{},
+		sessions:  map[*session]struct{}{},
+	}
+	s.calls.New = func() any { return newCall() }
+	s.setNodeID("")
+	return s, nil
+}
+
+func (s *Server) setNodeID(addr string) {
+	if s.cfg.AnnounceAddr != "" {
+		addr = s.cfg.AnnounceAddr
+	}
+	sum := sha1.Sum([]byte("clusterproxy:" + addr))
+	s.nodeID = hex.EncodeToString(sum[:])
+}
+
+// Serve accepts connections on ln until Close. It returns nil after Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return errors.New("proxy: server closed")
+	}
+	s.listeners[ln] = struct{}{}
+	if len(s.listeners) == 1 && s.cfg.AnnounceAddr == "" {
+		s.setNodeID(ln.Addr().String())
+	}
+	s.mu.Unlock()
+	var backoff time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of file descriptors or a transient error: wait, do
+				// not spin.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed", "err", err, "retry_in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("proxy: accept: %w", err)
+		}
+		backoff = 0
+		s.startSession(conn)
+	}
+}
+
+func (s *Server) startSession(conn net.Conn) {
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+		_ = tc.SetKeepAlive(true)
+	}
+	if n := s.clients.Add(1); n > int64(s.cfg.MaxClients) {
+		s.clients.Add(-1)
+		_, _ = conn.Write([]byte("-ERR max number of clients reached\r\n"))
+		conn.Close()
+		return
+	}
+	sess := newSession(s, conn, s.nextID.Add(1))
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		s.clients.Add(-1)
+		conn.Close()
+		return
+	}
+	s.sessions[sess] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		sess.run()
+		s.mu.Lock()
+		delete(s.sessions, sess)
+		s.mu.Unlock()
+		s.clients.Add(-1)
+	}()
+}
+
+// Clients returns the number of connected clients.
+func (s *Server) Clients() int { return int(s.clients.Load()) }
+
+// Shutdown stops accepting, lets sessions finish the commands they already
+// read (until ctx ends), then closes every connection.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	for sess := range s.sessions {
+		sess.stopReading()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for sess := range s.sessions {
+		sess.conn.Close()
+	}
+	s.mu.Unlock()
+	<-done
+	return ctx.Err()
+}
+
+// Close closes the listeners and every client connection at once.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = s.Shutdown(ctx)
+	return nil
+}
+
+func (s *Server) getCall() *call { return s.calls.Get().(*call) }
+
+func (s *Server) putCall(c *call) {
+	c.reset()
+	s.calls.Put(c)
+}

@@ -1,0 +1,256 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/clusterproxy/clusterproxy/internal/command"
+	"github.com/clusterproxy/clusterproxy/internal/resp"
+	"github.com/clusterproxy/clusterproxy/router"
+)
+
+// call is one client command on its way through a session: either a routed
+// request or a reply built by the proxy. Calls are pooled per Server.
+type call struct {
+	req    *router.Request
+	routed bool   // req was sent and must be waited for
+	reply  []byte // a reply built by the proxy (when not routed)
+	quit   bool   // close the connection once this reply is written
+	split  *splitCall
+}
+
+func newCall() *call { return &call{req: router.NewRequest()} }
+
+func (c *call) reset() {
+	c.req.Reset()
+	c.routed, c.quit, c.split = false, false, nil
+	if cap(c.reply) > 4096 {
+		c.reply = nil // do not pin large local replies in the pool
+	}
+	c.reply = c.reply[:0]
+}
+
+// session serves one client connection with two goroutines: the reader
+// parses commands and dispatches each at once (routed commands go to their
+// node without waiting for earlier ones), the writer waits for each call in
+// request order and writes its reply, flushing when no call is pending. So
+// a client pipeline is spread over all nodes concurrently and answered in
+// order.
+type session struct {
+	srv     *Server
+	conn    net.Conn
+	id      int64
+	created time.Time
+	pending chan *call // in request order; capacity MaxPipeline
+
+	// Fields below are owned by the reader goroutine.
+	proto  int
+	authed bool
+	keys   []int // scratch for key indexes
+
+	name    atomic.Pointer[string] // CLIENT SETNAME; read by CLIENT LIST of other sessions
+	stopped atomic.Bool            // Shutdown asked the reader to stop
+}
+
+func newSession(srv *Server, conn net.Conn, id int64) *session {
+	return &session{
+		srv:     srv,
+		conn:    conn,
+		id:      id,
+		created: time.Now(),
+		pending: make(chan *call, srv.cfg.MaxPipeline),
+		proto:   resp.RESP2,
+		authed:  srv.cfg.Password == "",
+		keys:    make([]int, 0, 16),
+	}
+}
+
+// stopReading makes the reader stop after the command it is reading; the
+// commands already read are still answered.
+func (s *session) stopReading() {
+	s.stopped.Store(true)
+	_ = s.conn.SetReadDeadline(time.Now())
+}
+
+func (s *session) run() {
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		s.writeLoop()
+	}()
+	s.readLoop()
+	<-writerDone
+	s.conn.Close()
+}
+
+func (s *session) readLoop() {
+	defer close(s.pending)
+	rd := resp.NewReader(s.conn, s.srv.cfg.Limits)
+	idle := s.srv.cfg.IdleTimeout
+	for {
+		if idle > 0 && !s.stopped.Load() {
+			_ = s.conn.SetReadDeadline(time.Now().Add(idle))
+		}
+		cmd, err := rd.ReadCommand()
+		if err != nil {
+			if resp.IsProtocolError(err) {
+				c := s.srv.getCall()
+				c.reply = resp.AppendError(c.reply, "ERR "+err.Error())
+				c.quit = true
+				s.pending <- c
+				s.srv.log.Debug("client protocol error", "client", s.id, "addr", s.conn.RemoteAddr().String(), "err", err)
+			}
+			return
+		}
+		c := s.dispatch(cmd)
+		quit := c.quit // c belongs to the writer once queued
+		s.pending <- c
+		if quit {
+			return
+		}
+	}
+}
+
+func (s *session) writeLoop() {
+	bw := bufio.NewWriterSize(s.conn, 16<<10)
+	broken := false
+	for c := range s.pending {
+		if c.routed {
+			s.srv.router.Wait(c.req)
+		} else if c.split != nil {
+			c.split.finish(s.srv, c)
+		}
+		if !broken {
+			var err error
+			switch {
+			case !c.routed:
+				_, err = bw.Write(c.reply)
+			case c.req.Err != nil:
+				_, err = bw.Write(errorReply(c.req.Err))
+			default:
+				_, err = bw.Write(c.req.Reply)
+			}
+			if err == nil && (c.quit || len(s.pending) == 0) {
+				err = bw.Flush()
+			}
+			if err != nil {
+				// The client is gone: stop reading too, but keep waiting
+				// for what was sent so every call is accounted for.
+				broken = true
+				s.conn.Close()
+			}
+		}
+		quit := c.quit
+		s.srv.putCall(c)
+		if quit && !broken {
+			broken = true
+			s.conn.Close()
+		}
+	}
+}
+
+// fail sets c to answer with the error msg (which starts with its code).
+func (c *call) fail(msg string) *call {
+	c.reply = resp.AppendError(c.reply[:0], msg)
+	return c
+}
+
+// dispatch turns one command into a call: answered here, or routed.
+func (s *session) dispatch(cmd resp.Command) *call {
+	c := s.srv.getCall()
+	args := cmd.Args
+	name := args[0]
+	if !s.authed && !authExempt(name) {
+		return c.fail("NOAUTH Authentication required.")
+	}
+	if bytes.EqualFold(name, []byte("client")) {
+		return s.client(c, args)
+	}
+	spec := s.srv.table.Lookup(args)
+	if spec == nil {
+		return c.fail(s.unknown(args))
+	}
+	if !arityOK(spec.Arity, len(args)) {
+		return c.fail("ERR wrong number of arguments for '" + spec.Name + "' command")
+	}
+	switch spec.Policy {
+	case command.Local:
+		return s.local(c, spec, args)
+	case command.Forward, command.Split:
+		return s.forward(c, spec, cmd)
+	case command.Unsupported:
+		return c.fail("ERR command '" + spec.Name + "' is not supported by the proxy: " + spec.Reason)
+	default:
+		return c.fail("ERR command '" + spec.Name + "' is not supported by the proxy yet")
+	}
+}
+
+// forward routes a command whose keys all hash to one slot.
+func (s *session) forward(c *call, spec *command.Spec, cmd resp.Command) *call {
+	keys, err := spec.Keys(cmd.Args, s.keys[:0])
+	if err != nil {
+		return c.fail("ERR " + err.Error())
+	}
+	slot := -1
+	for _, i := range keys {
+		sl := router.Slot(cmd.Args[i])
+		if slot >= 0 && sl != slot {
+			if spec.Policy == command.Split {
+				return s.split(c, spec, cmd.Args, keys)
+			}
+			return c.fail("CROSSSLOT Keys in request don't hash to the same slot")
+		}
+		slot = sl
+	}
+	return s.send(c, cmd.Raw, slot, spec.Flags&command.ReadOnly != 0)
+}
+
+// send routes frame to the master of slot (-1: any master).
+func (s *session) send(c *call, frame []byte, slot int, readOnly bool) *call {
+	req := c.req
+	req.Frame = frame
+	req.Slot = slot
+	req.Conn = int(s.id)
+	req.Proto = s.proto
+	req.ReadOnly = readOnly
+	c.routed = true
+	s.srv.router.Send(req)
+	return c
+}
+
+func arityOK(arity, n int) bool {
+	if arity >= 0 {
+		return n == arity
+	}
+	return n >= -arity
+}
+
+func authExempt(name []byte) bool {
+	return bytes.EqualFold(name, []byte("auth")) || bytes.EqualFold(name, []byte("hello")) ||
+		bytes.EqualFold(name, []byte("quit"))
+}
+
+// unknown builds Redis's message for an unknown command or subcommand.
+func (s *session) unknown(args [][]byte) string {
+	if len(args) > 1 && s.srv.table.Lookup(args[:1]) != nil {
+		return "ERR unknown subcommand '" + trunc(args[1], 128) + "'. Try " + string(bytes.ToUpper(args[0])) + " HELP."
+	}
+	msg := "ERR unknown command '" + trunc(args[0], 128) + "', with args beginning with: "
+	for _, a := range args[1:] {
+		if len(msg) > 256 {
+			break
+		}
+		msg += "'" + trunc(a, 128) + "' "
+	}
+	return msg
+}
+
+func trunc(b []byte, n int) string {
+	if len(b) > n {
+		b = b[:n]
+	}
+	return string(b)
+}
