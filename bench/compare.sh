@@ -48,7 +48,7 @@ run() {
   esac
   before=$(cpu_ticks)
   redis-benchmark "${args[@]}" -t "$test" -n "$N" -c "$CLIENTS" -r "$KEYSPACE" -d "$SIZE" -P "$p" --csv 2>/dev/null |
-    tail -n +2 | tr -d '"' >"$DIR/out.csv"
+    grep '^"' | tail -n +2 | tr -d '"' >"$DIR/out.csv"
   after=$(cpu_ticks)
   local cpu
   cpu=$(awk -v a="$after" -v b="$before" -v t="$TICK" 'BEGIN{printf "%.2f", (a-b)/t}')

@@ -45,6 +45,11 @@ type session struct {
 	id      int64
 	created time.Time
 	pending chan *call // in request order; capacity MaxPipeline
+	bw      *bufio.Writer
+	// queued counts calls handed to the writer and not yet written. While it
+	// is zero the writer does not touch bw, so the reader may answer a call
+	// itself (see readLoop).
+	queued atomic.Int32
 
 	// Fields below are owned by the reader goroutine.
 	proto  int
@@ -62,6 +67,7 @@ func newSession(srv *Server, conn net.Conn, id int64) *session {
 		id:      id,
 		created: time.Now(),
 		pending: make(chan *call, srv.cfg.MaxPipeline),
+		bw:      bufio.NewWriterSize(conn, 16<<10),
 		proto:   resp.RESP2,
 		authed:  srv.cfg.Password == "",
 		keys:    make([]int, 0, 16),
@@ -106,7 +112,18 @@ func (s *session) readLoop() {
 			return
 		}
 		c := s.dispatch(cmd)
+		if !c.quit && rd.Buffered() == 0 && s.queued.Load() == 0 {
+			// A client that sent one command and waits for its reply (no
+			// pipeline behind it): answer it here, sparing the hand-off to
+			// the writer goroutine. Commands that arrive together still go
+			// through the writer, so they are dispatched concurrently.
+			if !s.answer(c) {
+				return
+			}
+			continue
+		}
 		quit := c.quit // c belongs to the writer once queued
+		s.queued.Add(1)
 		s.pending <- c
 		if quit {
 			return
@@ -115,41 +132,58 @@ func (s *session) readLoop() {
 }
 
 func (s *session) writeLoop() {
-	bw := bufio.NewWriterSize(s.conn, 16<<10)
 	broken := false
 	for c := range s.pending {
-		if c.routed {
-			s.srv.router.Wait(c.req)
-		} else if c.split != nil {
-			c.split.finish(s.srv, c)
-		}
-		if !broken {
-			var err error
-			switch {
-			case !c.routed:
-				_, err = bw.Write(c.reply)
-			case c.req.Err != nil:
-				_, err = bw.Write(errorReply(c.req.Err))
-			default:
-				_, err = bw.Write(c.req.Reply)
-			}
-			if err == nil && (c.quit || len(s.pending) == 0) {
-				err = bw.Flush()
-			}
-			if err != nil {
-				// The client is gone: stop reading too, but keep waiting
-				// for what was sent so every call is accounted for.
-				broken = true
-				s.conn.Close()
-			}
-		}
-		quit := c.quit
-		s.srv.putCall(c)
-		if quit && !broken {
+		if broken {
+			s.finish(c)
+			s.srv.putCall(c)
+		} else if !s.write(c, c.quit || len(s.pending) == 0) || c.quit {
+			// The client is gone or asked to quit: stop reading too, but
+			// keep waiting for what was sent so every call is accounted for.
 			broken = true
 			s.conn.Close()
 		}
+		s.queued.Add(-1)
 	}
+}
+
+// answer finishes and writes c from the reader goroutine (nothing is queued
+// for the writer). It reports whether the client is still there.
+func (s *session) answer(c *call) bool {
+	if s.write(c, true) {
+		return true
+	}
+	s.conn.Close()
+	return false
+}
+
+// finish waits for c's reply (following redirections) or merges its parts.
+func (s *session) finish(c *call) {
+	if c.routed {
+		s.srv.router.Wait(c.req)
+	} else if c.split != nil {
+		c.split.finish(s.srv, c)
+	}
+}
+
+// write finishes c, writes its reply, flushes if asked, and recycles c. It
+// reports whether the write succeeded.
+func (s *session) write(c *call, flush bool) bool {
+	s.finish(c)
+	var err error
+	switch {
+	case !c.routed:
+		_, err = s.bw.Write(c.reply)
+	case c.req.Err != nil:
+		_, err = s.bw.Write(errorReply(c.req.Err))
+	default:
+		_, err = s.bw.Write(c.req.Reply)
+	}
+	if err == nil && flush {
+		err = s.bw.Flush()
+	}
+	s.srv.putCall(c)
+	return err == nil
 }
 
 // fail sets c to answer with the error msg (which starts with its code).

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -163,6 +164,7 @@ func (p *pipe) writeLoop() {
 
 // writeBatch writes req and whatever else is queued, then flushes once.
 func (p *pipe) writeBatch(w *wire, req *Request) {
+	yielded := false
 	for req != nil {
 		if req.asking {
 			if !p.push(w, p.ask) {
@@ -186,6 +188,16 @@ func (p *pipe) writeBatch(w *wire, req *Request) {
 		case req = <-p.queue:
 		default:
 			req = nil
+		}
+		if req == nil && !yielded && w.bw.Buffered() < w.bw.Size()/2 {
+			// Before paying a write syscall, let runnable sessions queue
+			// their commands so that one write carries them all.
+			yielded = true
+			runtime.Gosched()
+			select {
+			case req = <-p.queue:
+			default:
+			}
 		}
 	}
 	if err := w.bw.Flush(); err != nil {

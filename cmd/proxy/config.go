@@ -39,6 +39,9 @@ type Config struct {
 	StartTimeout    time.Duration
 	ShutdownTimeout time.Duration
 
+	Pprof bool
+	Procs int
+
 	LogLevel  string
 	LogFormat string
 
@@ -91,6 +94,8 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.RefreshInterval, "refresh-interval", 5*time.Second, "period of the background topology refresh")
 	fs.DurationVar(&c.StartTimeout, "start-timeout", 60*time.Second, "how long to wait for the cluster at start")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long in-flight commands may take before connections are closed")
+	fs.IntVar(&c.Procs, "procs", 0, "OS threads running Go code at once (GOMAXPROCS); 0: Go's default (the CPUs available). On a small host shared with Redis nodes, 1 is cheaper per request")
+	fs.BoolVar(&c.Pprof, "pprof", false, "also serve /debug/pprof/ on -metrics-addr")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log `format`: text or json")
 	fs.BoolVar(&c.Dev, "dev", false, "start a local six-node cluster of redis-server processes (see -dev-dir) and proxy it")
@@ -211,6 +216,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ConnsPerNode > 64 {
 		errs = append(errs, errors.New("-conns-per-node must be at most 64"))
+	}
+	if c.Procs < 0 {
+		errs = append(errs, errors.New("-procs must not be negative"))
 	}
 	if c.IdleTimeout < 0 {
 		errs = append(errs, errors.New("-idle-timeout must not be negative"))

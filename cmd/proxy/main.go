@@ -17,9 +17,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -63,6 +65,9 @@ func newLogger(cfg *Config, out io.Writer) *slog.Logger {
 // shuts down gracefully.
 func run(ctx context.Context, cfg *Config, logOut io.Writer) error {
 	log := newLogger(cfg, logOut)
+	if cfg.Procs > 0 {
+		runtime.GOMAXPROCS(cfg.Procs)
+	}
 
 	if cfg.Dev {
 		cluster, err := startDevCluster(ctx, cfg, log)
@@ -129,7 +134,7 @@ func run(ctx context.Context, cfg *Config, logOut io.Writer) error {
 			ln.Close()
 			return fmt.Errorf("metrics listen: %w", err)
 		}
-		metricsSrv = &http.Server{Handler: opsHandler(rt), ReadHeaderTimeout: 5 * time.Second}
+		metricsSrv = &http.Server{Handler: opsHandler(rt, cfg.Pprof), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := metricsSrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("metrics server", "err", err)
@@ -206,8 +211,14 @@ func startDevCluster(ctx context.Context, cfg *Config, log *slog.Logger) (*local
 
 // opsHandler serves the health endpoints: /healthz (the process is up) and
 // /readyz (topology loaded and every slot served by a master).
-func opsHandler(rt *router.Router) http.Handler {
+func opsHandler(rt *router.Router, withPprof bool) http.Handler {
 	mux := http.NewServeMux()
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})

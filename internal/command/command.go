@@ -230,7 +230,7 @@ const (
 // KeySpec is one Redis 7 key specification. Positions are indexes into the
 // whole request, the command name being 0.
 type KeySpec struct {
-	Flags KeyFlags
+	Flags KeyFlags // how the command uses the keys; KeyNotKey and KeyIncomplete matter to Keys
 
 	Begin     BeginKind
 	Index     int    // BeginIndex
@@ -379,7 +379,12 @@ func (t *Table) Names() []string {
 // the same lookup and key extraction as the cluster's. A name with a "|"
 // adds a subcommand, creating its container if needed. The table keeps s;
 // Add lower-cases its name. It panics on an empty name or one longer than
-// 64 bytes. Add must not run concurrently with Lookup.
+// 64 bytes. Add must not run concurrently with Lookup. For a command whose
+// first argument is its only key:
+//
+//	t.Add(&command.Spec{Name: "cl.throttle", Arity: -5, Flags: command.Write,
+//		KeySpecs: []command.KeySpec{{Flags: command.KeyRW,
+//			Begin: command.BeginIndex, Index: 1, Find: command.FindRange}}})
 func (t *Table) Add(s *Spec) {
 	s.Name = strings.ToLower(s.Name)
 	parent, sub, isSub := strings.Cut(s.Name, "|")
