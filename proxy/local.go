@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/subtle"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -54,6 +55,13 @@ func (s *session) local(c *call, spec *command.Spec, args [][]byte) *call {
 		s.authed = s.srv.cfg.Password == ""
 		s.name.Store(nil)
 		c.reply = resp.AppendSimple(c.reply, "RESET")
+	case "info":
+		return s.info(c, args[1:])
+	case "role":
+		c.reply = resp.AppendArrayHeader(c.reply, 3)
+		c.reply = resp.AppendBulkString(c.reply, "master")
+		c.reply = resp.AppendInt(c.reply, 0)
+		c.reply = resp.AppendArrayHeader(c.reply, 0)
 	case "cluster|info":
 		c.reply = resp.AppendVerbatim(c.reply, s.clusterInfo(), p)
 	case "cluster|myid":
@@ -324,4 +332,52 @@ func (s *session) clusterShards(b []byte) []byte {
 	b = resp.AppendInt(b, 0)
 	b = resp.AppendBulkString(b, "health")
 	return resp.AppendBulkString(b, "online")
+}
+
+// info answers INFO with the proxy's own sections (server, clients, cluster)
+// and the keyspace summed over every master. Sections that describe one
+// node (memory, stats, replication, ...) have no single answer behind a
+// proxy and are left out, as Redis leaves out unknown sections.
+func (s *session) info(c *call, sections [][]byte) *call {
+	want := map[string]bool{}
+	for _, sec := range sections {
+		want[strings.ToLower(string(sec))] = true
+	}
+	all := len(want) == 0 || want["all"] || want["everything"] || want["default"]
+	show := func(name string) bool { return all || want[name] }
+	var b strings.Builder
+	if show("server") {
+		b.WriteString("# Server\r\nredis_version:" + s.srv.cfg.ServerVersion + "\r\nredis_mode:standalone\r\n" +
+			"proxy:clusterproxy\r\nprocess_id:" + strconv.Itoa(os.Getpid()) +
+			"\r\nuptime_in_seconds:" + strconv.Itoa(int(time.Since(s.srv.started).Seconds())) + "\r\n")
+		if host, port := s.announce(); host != "" {
+			b.WriteString("tcp_port:" + strconv.Itoa(port) + "\r\n")
+		}
+		b.WriteString("\r\n")
+	}
+	if show("clients") {
+		b.WriteString("# Clients\r\nconnected_clients:" + strconv.Itoa(s.srv.Clients()) +
+			"\r\nmaxclients:" + strconv.Itoa(s.srv.cfg.MaxClients) + "\r\n\r\n")
+	}
+	if show("cluster") {
+		b.WriteString("# Cluster\r\ncluster_enabled:0\r\n\r\n")
+	}
+	head := b.String()
+	proto := s.proto
+	if !show("keyspace") {
+		c.reply = resp.AppendVerbatim(c.reply, strings.TrimSuffix(head, "\r\n"), proto)
+		return c
+	}
+	s.allMasters(c, resp.AppendCommandStrings(nil, "INFO", "keyspace"), command.NoMerge, true)
+	c.fan.custom = func(replies [][]byte) []byte {
+		sums, order := sumKeyspace(replies)
+		var k strings.Builder
+		k.WriteString(head + "# Keyspace\r\n")
+		for _, db := range order {
+			v := sums[db]
+			k.WriteString(db + ":keys=" + strconv.FormatInt(v[0], 10) + ",expires=" + strconv.FormatInt(v[1], 10) + ",avg_ttl=0\r\n")
+		}
+		return resp.AppendVerbatim(nil, k.String(), proto)
+	}
+	return c
 }

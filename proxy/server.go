@@ -69,11 +69,12 @@ func (c Config) withDefaults() Config {
 
 // Server accepts client connections and serves them through a Router.
 type Server struct {
-	cfg    Config
-	router *router.Router
-	table  *command.Table
-	log    *slog.Logger
-	nodeID string // the proxy's node id in CLUSTER replies
+	cfg     Config
+	router  *router.Router
+	table   *command.Table
+	log     *slog.Logger
+	nodeID  string // the proxy's node id in CLUSTER replies
+	started time.Time
 
 	nextID  atomic.Int64
 	clients atomic.Int64
@@ -99,6 +100,7 @@ func New(cfg Config, r *router.Router, t *command.Table) (*Server, error) {
 		log:       cfg.Logger,
 		listeners: map[net.Listener]struct{}{},
 		sessions:  map[*session]struct{}{},
+		started:   time.Now(),
 	}
 	s.calls.New = func() any { return newCall() }
 	s.setNodeID("")

@@ -16,17 +16,17 @@ import (
 // request or a reply built by the proxy. Calls are pooled per Server.
 type call struct {
 	req    *router.Request
-	routed bool   // req was sent and must be waited for
-	reply  []byte // a reply built by the proxy (when not routed)
-	quit   bool   // close the connection once this reply is written
-	split  *splitCall
+	routed bool    // req was sent and must be waited for
+	reply  []byte  // a reply built by the proxy (when not routed)
+	quit   bool    // close the connection once this reply is written
+	fan    *fanout // several parts to merge (split by slot, or every master)
 }
 
 func newCall() *call { return &call{req: router.NewRequest()} }
 
 func (c *call) reset() {
 	c.req.Reset()
-	c.routed, c.quit, c.split = false, false, nil
+	c.routed, c.quit, c.fan = false, false, nil
 	if cap(c.reply) > 4096 {
 		c.reply = nil // do not pin large local replies in the pool
 	}
@@ -161,8 +161,8 @@ func (s *session) answer(c *call) bool {
 func (s *session) finish(c *call) {
 	if c.routed {
 		s.srv.router.Wait(c.req)
-	} else if c.split != nil {
-		c.split.finish(s.srv, c)
+	} else if c.fan != nil {
+		c.fan.finish(s.srv, c)
 	}
 }
 
@@ -215,6 +215,8 @@ func (s *session) dispatch(cmd resp.Command) *call {
 		return s.local(c, spec, args)
 	case command.Forward, command.Split:
 		return s.forward(c, spec, cmd)
+	case command.AllMasters:
+		return s.allMasters(c, cmd.Raw, spec.Merge, spec.Flags&command.ReadOnly != 0)
 	case command.Unsupported:
 		return c.fail("ERR command '" + spec.Name + "' is not supported by the proxy: " + spec.Reason)
 	default:

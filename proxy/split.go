@@ -1,31 +1,37 @@
 package proxy
 
 import (
+	"bytes"
+	"strconv"
+
 	"github.com/clusterproxy/clusterproxy/internal/command"
 	"github.com/clusterproxy/clusterproxy/internal/resp"
 	"github.com/clusterproxy/clusterproxy/router"
 )
 
-// splitCall is a multi-key command whose keys span several slots: one
-// sub-command per slot (keys keep their order inside each), sent
-// concurrently, merged by the command's policy once all have answered.
-type splitCall struct {
+// fanout is a command answered by several sub-commands: a multi-key command
+// split by slot (keys keep their order inside each part) or a command sent
+// to every master. The parts are sent concurrently and merged by the
+// command's policy once all have answered.
+type fanout struct {
 	merge command.Merge
-	subs  []*call   // one per slot, in order of first appearance
-	pos   [][]int32 // ByPosition: for each sub, the original ordinal of each key
+	subs  []*call
+	pos   [][]int32 // ByPosition: for each part, the original ordinal of each key
 	nkeys int
+	// custom, when set, builds the reply from the parts' replies (none of
+	// which is an error); used for INFO.
+	custom func(replies [][]byte) []byte
 }
 
 // group is one slot's part of a split command, being built.
 type group struct {
-	slot  int
-	parts int // key groups (key, or key+value for MSET)
-	args  [][]byte
-	pos   []int32
+	slot int
+	args [][]byte
+	pos  []int32
 }
 
 // split fans a multi-slot command out by slot. keys are the arg indexes of
-// its keys, step the args per key group (MSET: 2).
+// its keys; spec.KeyStep args form one key group (MSET: 2).
 func (s *session) split(c *call, spec *command.Spec, args [][]byte, keys []int) *call {
 	step := max(spec.KeyStep, 1)
 	var groups []group
@@ -44,9 +50,8 @@ func (s *session) split(c *call, spec *command.Spec, args [][]byte, keys []int) 
 		g := &groups[gi]
 		g.args = append(g.args, args[ki:ki+step]...)
 		g.pos = append(g.pos, int32(ord))
-		g.parts++
 	}
-	sc := &splitCall{merge: spec.Merge, nkeys: len(keys)}
+	f := &fanout{merge: spec.Merge, nkeys: len(keys)}
 	readOnly := spec.Flags&command.ReadOnly != 0
 	for i := range groups {
 		g := &groups[i]
@@ -57,68 +62,224 @@ func (s *session) split(c *call, spec *command.Spec, args [][]byte, keys []int) 
 		}
 		sub := s.srv.getCall()
 		s.send(sub, frame, g.slot, readOnly)
-		sc.subs = append(sc.subs, sub)
-		sc.pos = append(sc.pos, g.pos)
+		f.subs = append(f.subs, sub)
+		f.pos = append(f.pos, g.pos)
 	}
-	c.split = sc
+	c.fan = f
 	return c
 }
 
+// allMasters sends frame to every master and merges the replies.
+func (s *session) allMasters(c *call, frame []byte, merge command.Merge, readOnly bool) *call {
+	masters := s.srv.router.Masters()
+	if len(masters) == 0 {
+		return c.fail("CLUSTERDOWN proxy: cluster topology not loaded yet")
+	}
+	f := &fanout{merge: merge}
+	for _, addr := range masters {
+		sub := s.srv.getCall()
+		sub.req.Addr = addr
+		s.send(sub, frame, -1, readOnly)
+		f.subs = append(f.subs, sub)
+	}
+	c.fan = f
+	return c
+}
+
+var errMerge = resp.AppendError(nil, "ERR proxy: unexpected reply from a node while merging")
+
 // finish waits for every part and merges their replies into c.reply.
-func (sc *splitCall) finish(srv *Server, c *call) {
+func (f *fanout) finish(srv *Server, c *call) {
+	replies := make([][]byte, len(f.subs))
 	var firstErr []byte
-	var sum int64
-	var elems [][]byte
-	if sc.merge == command.ByPosition {
-		elems = make([][]byte, sc.nkeys)
-	}
-	for i, sub := range sc.subs {
+	ok := 0
+	for i, sub := range f.subs {
 		srv.router.Wait(sub.req)
-		reply := sub.req.Reply
+		r := sub.req.Reply
 		if sub.req.Err != nil {
-			reply = errorReply(sub.req.Err)
+			r = errorReply(sub.req.Err)
 		}
-		if firstErr != nil {
-			continue
-		}
-		if resp.IsError(reply) {
-			firstErr = append([]byte(nil), reply...)
-			continue
-		}
-		switch sc.merge {
-		case command.Sum:
-			n, ok := resp.IntValue(reply)
-			if !ok {
-				firstErr = resp.AppendError(nil, "ERR proxy: unexpected reply from a node while merging")
-				continue
+		replies[i] = r
+		if resp.IsError(r) {
+			if firstErr == nil {
+				firstErr = r
 			}
-			sum += n
-		case command.ByPosition:
-			els, _, err := resp.Elements(reply, nil)
-			if err != nil || len(els) != len(sc.pos[i]) {
-				firstErr = resp.AppendError(nil, "ERR proxy: unexpected reply from a node while merging")
-				continue
-			}
-			for j, e := range els {
-				elems[sc.pos[i][j]] = e
-			}
+		} else {
+			ok++
 		}
 	}
+	b := c.reply[:0]
 	switch {
-	case firstErr != nil:
-		c.reply = append(c.reply[:0], firstErr...)
-	case sc.merge == command.Sum:
-		c.reply = resp.AppendInt(c.reply[:0], sum)
-	case sc.merge == command.ByPosition:
-		c.reply = resp.AppendArrayHeader(c.reply[:0], len(elems))
-		for _, e := range elems {
-			c.reply = append(c.reply, e...)
+	case f.merge == command.AnyOK:
+		if ok > 0 {
+			b = resp.AppendOK(b)
+		} else {
+			b = append(b, firstErr...)
 		}
-	default: // AllOK
-		c.reply = resp.AppendOK(c.reply[:0])
+	case firstErr != nil:
+		b = append(b, firstErr...)
+	case f.custom != nil:
+		b = append(b, f.custom(replies)...)
+	default:
+		b = f.merged(b, replies)
 	}
-	for _, sub := range sc.subs {
+	c.reply = b
+	for _, sub := range f.subs {
 		srv.putCall(sub)
 	}
-	c.split = nil
+	c.fan = nil
+}
+
+// merged combines error-free replies by the merge kind.
+func (f *fanout) merged(b []byte, replies [][]byte) []byte {
+	switch f.merge {
+	case command.Sum:
+		var sum int64
+		for _, r := range replies {
+			n, ok := resp.IntValue(r)
+			if !ok {
+				return append(b, errMerge...)
+			}
+			sum += n
+		}
+		return resp.AppendInt(b, sum)
+	case command.ByPosition:
+		elems := make([][]byte, f.nkeys)
+		for i, r := range replies {
+			els, _, err := resp.Elements(r, nil)
+			if err != nil || len(els) != len(f.pos[i]) {
+				return append(b, errMerge...)
+			}
+			for j, e := range els {
+				elems[f.pos[i][j]] = e
+			}
+		}
+		return appendArray(b, elems)
+	case command.Concat, command.Union:
+		var all [][]byte
+		seen := map[string]bool{}
+		for _, r := range replies {
+			els, _, err := resp.Elements(r, nil)
+			if err != nil {
+				return append(b, errMerge...)
+			}
+			for _, e := range els {
+				if f.merge == command.Union {
+					if seen[string(e)] {
+						continue
+					}
+					seen[string(e)] = true
+				}
+				all = append(all, e)
+			}
+		}
+		return appendArray(b, all)
+	case command.AndArrays:
+		var acc []int64
+		for i, r := range replies {
+			els, _, err := resp.Elements(r, nil)
+			if err != nil || (i > 0 && len(els) != len(acc)) {
+				return append(b, errMerge...)
+			}
+			if i == 0 {
+				acc = make([]int64, len(els))
+				for j := range acc {
+					acc[j] = 1
+				}
+			}
+			for j, e := range els {
+				if n, ok := resp.IntValue(e); !ok || n == 0 {
+					acc[j] = 0
+				}
+			}
+		}
+		b = resp.AppendArrayHeader(b, len(acc))
+		for _, n := range acc {
+			b = resp.AppendInt(b, n)
+		}
+		return b
+	case command.FirstNonNil:
+		for _, r := range replies {
+			if !isNull(r) {
+				return append(b, r...)
+			}
+		}
+		return append(b, replies[0]...)
+	case command.SumPairs:
+		var names [][]byte
+		counts := map[string]int64{}
+		for _, r := range replies {
+			els, _, err := resp.Elements(r, nil)
+			if err != nil || len(els)%2 != 0 {
+				return append(b, errMerge...)
+			}
+			for j := 0; j < len(els); j += 2 {
+				n, _ := resp.IntValue(els[j+1])
+				k := string(els[j])
+				if _, ok := counts[k]; !ok {
+					names = append(names, els[j])
+				}
+				counts[k] += n
+			}
+		}
+		b = resp.AppendArrayHeader(b, 2*len(names))
+		for _, name := range names {
+			b = append(b, name...)
+			b = resp.AppendInt(b, counts[string(name)])
+		}
+		return b
+	case command.FirstReply, command.NoMerge:
+		return append(b, replies[0]...)
+	default: // AllOK
+		return resp.AppendOK(b)
+	}
+}
+
+func appendArray(b []byte, elems [][]byte) []byte {
+	b = resp.AppendArrayHeader(b, len(elems))
+	for _, e := range elems {
+		b = append(b, e...)
+	}
+	return b
+}
+
+func isNull(frame []byte) bool {
+	return bytes.Equal(frame, []byte("$-1\r\n")) || bytes.Equal(frame, []byte("*-1\r\n")) || bytes.Equal(frame, []byte("_\r\n"))
+}
+
+// sumKeyspace merges the "# Keyspace" sections of INFO replies from every
+// master: keys and expires add up per database.
+func sumKeyspace(replies [][]byte) (map[string][2]int64, []string) {
+	sums := map[string][2]int64{}
+	var order []string
+	for _, r := range replies {
+		text, ok := resp.BulkValue(r)
+		if !ok {
+			continue
+		}
+		for _, line := range bytes.Split(text, []byte("\r\n")) {
+			db, rest, found := bytes.Cut(line, []byte(":"))
+			if !found || !bytes.HasPrefix(db, []byte("db")) {
+				continue
+			}
+			var v [2]int64
+			for _, kv := range bytes.Split(rest, []byte(",")) {
+				k, val, _ := bytes.Cut(kv, []byte("="))
+				n, _ := strconv.ParseInt(string(val), 10, 64)
+				switch string(k) {
+				case "keys":
+					v[0] = n
+				case "expires":
+					v[1] = n
+				}
+			}
+			name := string(db)
+			if _, seen := sums[name]; !seen {
+				order = append(order, name)
+			}
+			s := sums[name]
+			sums[name] = [2]int64{s[0] + v[0], s[1] + v[1]}
+		}
+	}
+	return sums, order
 }
