@@ -20,13 +20,17 @@ type call struct {
 	reply  []byte  // a reply built by the proxy (when not routed)
 	quit   bool    // close the connection once this reply is written
 	fan    *fanout // several parts to merge (split by slot, or every master)
+	// block marks a command that may block: run on a dedicated node
+	// connection by the writer; blockDone is closed once its reply is written.
+	block     bool
+	blockDone chan struct{}
 }
 
 func newCall() *call { return &call{req: router.NewRequest()} }
 
 func (c *call) reset() {
 	c.req.Reset()
-	c.routed, c.quit, c.fan = false, false, nil
+	c.routed, c.quit, c.fan, c.block, c.blockDone = false, false, nil, false, nil
 	if cap(c.reply) > 4096 {
 		c.reply = nil // do not pin large local replies in the pool
 	}
@@ -50,6 +54,7 @@ type session struct {
 	// is zero the writer does not touch bw, so the reader may answer a call
 	// itself (see readLoop).
 	queued atomic.Int32
+	gone   chan struct{} // closed when the reader stops: aborts a blocked command
 
 	// Fields below are owned by the reader goroutine.
 	proto  int
@@ -71,6 +76,7 @@ func newSession(srv *Server, conn net.Conn, id int64) *session {
 		proto:   resp.RESP2,
 		authed:  srv.cfg.Password == "",
 		keys:    make([]int, 0, 16),
+		gone:    make(chan struct{}),
 	}
 }
 
@@ -94,6 +100,7 @@ func (s *session) run() {
 
 func (s *session) readLoop() {
 	defer close(s.pending)
+	defer close(s.gone)
 	rd := resp.NewReader(s.conn, s.srv.cfg.Limits)
 	idle := s.srv.cfg.IdleTimeout
 	for {
@@ -112,6 +119,19 @@ func (s *session) readLoop() {
 			return
 		}
 		c := s.dispatch(cmd)
+		if c.block {
+			// Like Redis, read nothing more from a blocked client: later
+			// commands wait until the blocking one returns. The client is
+			// still watched, so that leaving releases the node connection.
+			done := make(chan struct{})
+			c.blockDone = done
+			s.queued.Add(1)
+			s.pending <- c
+			if !s.waitBlocked(rd, done) {
+				return
+			}
+			continue
+		}
 		if !c.quit && rd.Buffered() == 0 && s.queued.Load() == 0 {
 			// A client that sent one command and waits for its reply (no
 			// pipeline behind it): answer it here, sparing the hand-off to
@@ -131,19 +151,61 @@ func (s *session) readLoop() {
 	}
 }
 
+// maxBufferedWhileBlocked bounds what a blocked client may send before the
+// proxy stops reading from it until the blocking command returns.
+const maxBufferedWhileBlocked = 1 << 20
+
+// waitBlocked waits until done is closed, watching the client meanwhile.
+// It reports false when the client went away or the server is stopping.
+func (s *session) waitBlocked(rd *resp.Reader, done <-chan struct{}) bool {
+	_ = s.conn.SetReadDeadline(time.Time{})
+	for {
+		if rd.Buffered() >= maxBufferedWhileBlocked {
+			<-done
+			break
+		}
+		err := rd.ReadMore()
+		select {
+		case <-done:
+		default:
+			if err == nil {
+				continue
+			}
+			if t, ok := err.(interface{ Timeout() bool }); !ok || !t.Timeout() || s.stopped.Load() {
+				return false
+			}
+			// The writer's wake-up: done is about to be closed.
+			<-done
+		}
+		break
+	}
+	// The writer set the deadline before closing done, so this is final.
+	if !s.stopped.Load() {
+		_ = s.conn.SetReadDeadline(time.Time{})
+	}
+	return true
+}
+
 func (s *session) writeLoop() {
 	broken := false
 	for c := range s.pending {
+		done, quit := c.blockDone, c.quit // c is recycled by write
 		if broken {
 			s.finish(c)
 			s.srv.putCall(c)
-		} else if !s.write(c, c.quit || len(s.pending) == 0) || c.quit {
+		} else if !s.write(c, quit || len(s.pending) == 0) || quit {
 			// The client is gone or asked to quit: stop reading too, but
 			// keep waiting for what was sent so every call is accounted for.
 			broken = true
 			s.conn.Close()
 		}
 		s.queued.Add(-1)
+		if done != nil {
+			// Wake the reader watching the blocked client: deadline first,
+			// then done (see waitBlocked).
+			_ = s.conn.SetReadDeadline(time.Now())
+			close(done)
+		}
 	}
 }
 
@@ -159,6 +221,10 @@ func (s *session) answer(c *call) bool {
 
 // finish waits for c's reply (following redirections) or merges its parts.
 func (s *session) finish(c *call) {
+	if c.block {
+		s.srv.router.Block(c.req, s.gone)
+		return
+	}
 	if c.routed {
 		s.srv.router.Wait(c.req)
 	} else if c.fan != nil {
@@ -172,7 +238,7 @@ func (s *session) write(c *call, flush bool) bool {
 	s.finish(c)
 	var err error
 	switch {
-	case !c.routed:
+	case !c.routed && !c.block:
 		_, err = s.bw.Write(c.reply)
 	case c.req.Err != nil:
 		_, err = s.bw.Write(errorReply(c.req.Err))
@@ -215,6 +281,11 @@ func (s *session) dispatch(cmd resp.Command) *call {
 		return s.local(c, spec, args)
 	case command.Forward, command.Split:
 		return s.forward(c, spec, cmd)
+	case command.Blocking:
+		if !spec.Blocks(cmd.Args) {
+			return s.forward(c, spec, cmd) // XREAD without BLOCK
+		}
+		return s.blocking(c, spec, cmd)
 	case command.AllMasters:
 		return s.allMasters(c, cmd.Raw, spec.Merge, spec.Flags&command.ReadOnly != 0)
 	case command.Unsupported:
@@ -242,6 +313,33 @@ func (s *session) forward(c *call, spec *command.Spec, cmd resp.Command) *call {
 		slot = sl
 	}
 	return s.send(c, cmd.Raw, slot, spec.Flags&command.ReadOnly != 0)
+}
+
+// blocking prepares a command that may block; the writer runs it on a
+// dedicated node connection.
+func (s *session) blocking(c *call, spec *command.Spec, cmd resp.Command) *call {
+	if spec.Name == "wait" || spec.Name == "waitaof" {
+		return c.fail("ERR command '" + spec.Name + "' is not supported by the proxy yet: replication acknowledgements are counted per node connection, and the proxy shares those between clients")
+	}
+	keys, err := spec.Keys(cmd.Args, s.keys[:0])
+	if err != nil {
+		return c.fail("ERR " + err.Error())
+	}
+	slot := -1
+	for _, i := range keys {
+		sl := router.Slot(cmd.Args[i])
+		if slot >= 0 && sl != slot {
+			return c.fail("CROSSSLOT Keys in request don't hash to the same slot")
+		}
+		slot = sl
+	}
+	req := c.req
+	req.Frame = cmd.Raw
+	req.Slot = slot
+	req.Conn = int(s.id)
+	req.Proto = s.proto
+	c.block = true
+	return c
 }
 
 // send routes frame to the master of slot (-1: any master).

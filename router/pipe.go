@@ -265,71 +265,82 @@ func (p *pipe) failQueued(err error) {
 func (p *pipe) drain(err error) { p.failQueued(err) }
 
 func (p *pipe) dial() (*wire, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), p.opts.DialTimeout)
-	defer cancel()
-	d := net.Dialer{KeepAlive: 30 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", p.addr)
+	conn, rd, err := dialNode(p.opts, p.addr, p.proto)
 	if err != nil {
 		return nil, err
-	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
-	}
-	if p.opts.TLS != nil {
-		cfg := p.opts.TLS.Clone()
-		if cfg.ServerName == "" {
-			host, _, _ := net.SplitHostPort(p.addr)
-			cfg.ServerName = host
-		}
-		tc := tls.Client(conn, cfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("tls handshake: %w", err)
-		}
-		conn = tc
 	}
 	w := &wire{
 		conn:       conn,
 		bw:         bufio.NewWriterSize(conn, 16<<10),
-		rd:         resp.NewReplyReader(conn, p.opts.ReplyLimits),
+		rd:         rd,
 		inflight:   make(chan *Request, p.opts.MaxInflight),
 		dead:       make(chan struct{}),
 		readerDone: make(chan struct{}),
-	}
-	if err := p.handshake(w); err != nil {
-		conn.Close()
-		return nil, err
 	}
 	go p.readLoop(w)
 	return w, nil
 }
 
-// handshake authenticates and selects the protocol version before the wire
-// carries requests.
-func (p *pipe) handshake(w *wire) error {
+// dialNode connects to a node (TCP, then TLS when configured) and runs the
+// handshake: authentication and the protocol version.
+func dialNode(opts *Options, addr string, proto int) (net.Conn, *resp.Reader, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), opts.DialTimeout)
+	defer cancel()
+	d := net.Dialer{KeepAlive: 30 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	if opts.TLS != nil {
+		cfg := opts.TLS.Clone()
+		if cfg.ServerName == "" {
+			host, _, _ := net.SplitHostPort(addr)
+			cfg.ServerName = host
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, nil, fmt.Errorf("tls handshake: %w", err)
+		}
+		conn = tc
+	}
+	rd := resp.NewReplyReader(conn, opts.ReplyLimits)
+	if err := handshake(opts, conn, rd, proto); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return conn, rd, nil
+}
+
+// handshake authenticates and selects the protocol version before the
+// connection carries requests.
+func handshake(opts *Options, conn net.Conn, rd *resp.Reader, proto int) error {
 	var cmd []byte
 	switch {
-	case p.proto == resp.RESP3 && p.opts.Password != "":
-		user := p.opts.Username
+	case proto == resp.RESP3 && opts.Password != "":
+		user := opts.Username
 		if user == "" {
 			user = "default"
 		}
-		cmd = resp.AppendCommandStrings(nil, "HELLO", "3", "AUTH", user, p.opts.Password)
-	case p.proto == resp.RESP3:
+		cmd = resp.AppendCommandStrings(nil, "HELLO", "3", "AUTH", user, opts.Password)
+	case proto == resp.RESP3:
 		cmd = resp.AppendCommandStrings(nil, "HELLO", "3")
-	case p.opts.Password != "" && p.opts.Username != "":
-		cmd = resp.AppendCommandStrings(nil, "AUTH", p.opts.Username, p.opts.Password)
-	case p.opts.Password != "":
-		cmd = resp.AppendCommandStrings(nil, "AUTH", p.opts.Password)
+	case opts.Password != "" && opts.Username != "":
+		cmd = resp.AppendCommandStrings(nil, "AUTH", opts.Username, opts.Password)
+	case opts.Password != "":
+		cmd = resp.AppendCommandStrings(nil, "AUTH", opts.Password)
 	default:
 		return nil
 	}
-	_ = w.conn.SetDeadline(time.Now().Add(p.opts.DialTimeout))
-	defer w.conn.SetDeadline(time.Time{})
-	if _, err := w.conn.Write(cmd); err != nil {
+	_ = conn.SetDeadline(time.Now().Add(opts.DialTimeout))
+	defer conn.SetDeadline(time.Time{})
+	if _, err := conn.Write(cmd); err != nil {
 		return fmt.Errorf("handshake: %w", err)
 	}
-	reply, err := w.rd.ReadReply()
+	reply, err := rd.ReadReply()
 	if err != nil {
 		return fmt.Errorf("handshake: %w", err)
 	}

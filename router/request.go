@@ -29,13 +29,14 @@ type Request struct {
 	Reply []byte
 	Err   error
 
-	node      *node
-	asking    bool
-	written   bool
-	redirects int
-	attempts  int
-	deadline  time.Time
-	done      chan struct{}
+	node       *node
+	redirectTo string // node named by the last MOVED/ASK
+	asking     bool
+	written    bool
+	redirects  int
+	attempts   int
+	deadline   time.Time
+	done       chan struct{}
 }
 
 // NewRequest returns an empty Request.

@@ -33,8 +33,9 @@ type node struct {
 	pipes2 []*pipe
 	pipes3 atomic.Pointer[[]*pipe]
 
-	mu     sync.Mutex // guards creating pipes3 and closed
+	mu     sync.Mutex // guards creating pipes3, closed and idle
 	closed bool
+	idle   [2][]*Dedicated // idle dedicated connections, by protocol (RESP2, RESP3)
 }
 
 func newNode(addr string, opts *Options) *node {
@@ -82,7 +83,14 @@ func (n *node) allPipes() []*pipe {
 func (n *node) close() {
 	n.mu.Lock()
 	n.closed = true
+	idle := n.idle
+	n.idle = [2][]*Dedicated{}
 	n.mu.Unlock()
+	for _, ds := range idle {
+		for _, d := range ds {
+			d.Close()
+		}
+	}
 	for _, p := range n.allPipes() {
 		p.close()
 	}
@@ -422,12 +430,21 @@ func (r *Router) watchdog() {
 // that connection's queue is full (backpressure). Follow with Wait.
 func (r *Router) Send(req *Request) {
 	req.asking = false
+	n, err := r.route(req)
+	if err != nil {
+		req.complete(nil, err)
+		return
+	}
+	r.sendTo(n, req)
+}
+
+// route returns the node req must go to now.
+func (r *Router) route(req *Request) (*node, error) {
 	var n *node
 	if req.Addr != "" {
 		n = r.node(req.Addr)
 	} else if t := r.topo.Load(); t == nil {
-		req.complete(nil, ErrNoTopology)
-		return
+		return nil, ErrNoTopology
 	} else if req.Slot >= 0 {
 		n = t.slots[req.Slot&(SlotCount-1)]
 	} else if len(t.masters) > 0 {
@@ -438,10 +455,9 @@ func (r *Router) Send(req *Request) {
 		n = t.masters[c%len(t.masters)]
 	}
 	if n == nil {
-		req.complete(nil, ErrNoRoute)
-		return
+		return nil, ErrNoRoute
 	}
-	r.sendTo(n, req)
+	return n, nil
 }
 
 func (r *Router) sendTo(n *node, req *Request) {
@@ -482,8 +498,30 @@ func (r *Router) retry(req *Request) bool {
 		r.Refresh("error")
 		return r.resendLater(req)
 	}
+	switch r.redirect(req) {
+	case redirectNow:
+		r.sendTo(r.node(req.redirectTo), req)
+		return true
+	case redirectLater:
+		return r.resendLater(req)
+	}
+	return false
+}
+
+type redirectAction int
+
+const (
+	redirectNone  redirectAction = iota // final reply
+	redirectNow                         // MOVED/ASK: send again at once to req.Addr (req.asking set)
+	redirectLater                       // TRYAGAIN, CLUSTERDOWN, LOADING: back off, route again
+)
+
+// redirect looks at req's reply. For MOVED and ASK it points req at the
+// node named in the reply (req.Addr; for MOVED only for this attempt, the
+// topology refresh does the rest) and sets req.asking.
+func (r *Router) redirect(req *Request) redirectAction {
 	if len(req.Reply) == 0 || req.Reply[0] != '-' {
-		return false
+		return redirectNone
 	}
 	msg := resp.ErrorText(req.Reply)
 	switch {
@@ -491,7 +529,7 @@ func (r *Router) retry(req *Request) bool {
 		ask := msg[0] == 'A'
 		_, addr, ok := parseRedirect(msg)
 		if !ok {
-			return false
+			return redirectNone
 		}
 		if addr[0] == ':' && req.node != nil {
 			// "MOVED 3999 :6381": the host is unknown to the cluster and is
@@ -501,7 +539,7 @@ func (r *Router) retry(req *Request) bool {
 		}
 		if req.redirects++; req.redirects > r.opts.MaxRedirects {
 			req.Reply, req.Err = nil, ErrTooManyRedirects
-			return false
+			return redirectNone
 		}
 		if ask {
 			r.opts.Observer.Redirected("ask")
@@ -509,29 +547,29 @@ func (r *Router) retry(req *Request) bool {
 			r.opts.Observer.Redirected("moved")
 			r.Refresh("moved")
 		}
-		// asking is read by the pipe's writer goroutine once queued: set it
-		// before sending and never touch it until the attempt completes.
+		// asking is read by the pipe's writer goroutine once queued: it is
+		// set before sending and not touched until the attempt completes.
 		req.asking = ask
-		r.sendTo(r.node(addr), req)
-		return true
+		req.redirectTo = addr
+		return redirectNow
 	case bytes.HasPrefix(msg, []byte("TRYAGAIN")):
 		r.opts.Observer.Redirected("tryagain")
-		return r.resendLater(req)
+		return redirectLater
 	case bytes.HasPrefix(msg, []byte("CLUSTERDOWN")):
 		r.opts.Observer.Redirected("clusterdown")
 		r.Refresh("clusterdown")
-		return r.resendLater(req)
+		return redirectLater
 	case bytes.HasPrefix(msg, []byte("LOADING")), bytes.HasPrefix(msg, []byte("MASTERDOWN")):
 		r.opts.Observer.Redirected("loading")
-		return r.resendLater(req)
+		return redirectLater
 	}
-	return false
+	return redirectNone
 }
 
-// resendLater waits a growing backoff, then routes req again by the current
-// topology, as long as the retry window allows. It returns false (leaving
-// the last reply or error in place) once the window has passed.
-func (r *Router) resendLater(req *Request) bool {
+// backoff waits before the next attempt of req, growing with its attempts,
+// within the retry window. It reports false once the window has passed (or
+// the router is closing); req keeps its last reply or error then.
+func (r *Router) backoff(req *Request) bool {
 	now := time.Now()
 	if req.deadline.IsZero() {
 		req.deadline = now.Add(r.opts.RetryWindow)
@@ -547,7 +585,15 @@ func (r *Router) resendLater(req *Request) bool {
 	wait := min(time.Duration(1<<min(req.attempts, 8))*5*time.Millisecond, 250*time.Millisecond, left)
 	select {
 	case <-time.After(wait):
+		return true
 	case <-r.ctx.Done():
+		return false
+	}
+}
+
+// resendLater backs off, then routes req again by the current topology.
+func (r *Router) resendLater(req *Request) bool {
+	if !r.backoff(req) {
 		return false
 	}
 	r.Send(req)

@@ -154,6 +154,14 @@ func (r *Reader) fill() error {
 	n, err := r.rd.Read(r.buf[r.w:])
 	r.w += n
 	if err != nil {
+		if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
+			// A deadline is not the end of the stream: the caller may
+			// extend it and read on.
+			if n > 0 {
+				return nil
+			}
+			return err
+		}
 		if n > 0 {
 			r.err = err // report after the bytes read are consumed
 			return nil
@@ -163,6 +171,11 @@ func (r *Reader) fill() error {
 	}
 	return nil
 }
+
+// ReadMore reads once from the connection into the buffer without parsing,
+// to watch a connection (for example a client blocked in BLPOP) without
+// acting on what it sends. Timeouts are not sticky.
+func (r *Reader) ReadMore() error { return r.fill() }
 
 // ReadReply returns the next complete reply frame (any RESP2 or RESP3 type,
 // attributes included). The frame is stable (see the package comment).

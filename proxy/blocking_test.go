@@ -1,0 +1,130 @@
+package proxy_test
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clusterproxy/clusterproxy/internal/resp"
+	"github.com/clusterproxy/clusterproxy/proxy"
+	"github.com/clusterproxy/clusterproxy/router"
+	"github.com/redis/go-redis/v9"
+)
+
+// TestBlockingCommands: blocking commands run on dedicated connections,
+// are woken by other clients, honour their timeouts, and never hold up the
+// shared pipelines.
+func TestBlockingCommands(t *testing.T) {
+	p := startProxy(t, shared, proxy.Config{}, router.Options{})
+	ctx := context.Background()
+	for _, proto := range []int{2, 3} {
+		blocked := p.client(t, proto)
+		other := p.client(t, proto)
+		keys := keysOnEveryMaster(t, p, "blk"+string(rune('0'+proto)), 6)
+		for _, k := range keys {
+			res := make(chan []string, 1)
+			go func() { res <- blocked.BLPop(ctx, 10*time.Second, k).Val() }()
+			time.Sleep(50 * time.Millisecond)
+			// The shared pipeline to the same node still answers at once.
+			start := time.Now()
+			if err := other.Set(ctx, k+":side", "x", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d > 500*time.Millisecond {
+				t.Fatalf("SET took %v while a client was blocked", d)
+			}
+			if err := other.RPush(ctx, k, "job").Err(); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case v := <-res:
+				if len(v) != 2 || v[0] != k || v[1] != "job" {
+					t.Fatalf("BLPOP = %v", v)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("BLPOP not woken by RPUSH")
+			}
+		}
+		// Timeouts are honoured.
+		start := time.Now()
+		if err := blocked.BLPop(ctx, 300*time.Millisecond, keys[0]+":empty").Err(); err != redis.Nil {
+			t.Fatalf("BLPOP timeout: %v", err)
+		}
+		if d := time.Since(start); d < 250*time.Millisecond || d > 3*time.Second {
+			t.Fatalf("BLPOP 0.3s returned after %v", d)
+		}
+		// XREAD BLOCK woken by XADD; BZPOPMIN woken by ZADD.
+		sk := keys[1] + ":stream"
+		xres := make(chan []redis.XStream, 1)
+		go func() {
+			xres <- blocked.XRead(ctx, &redis.XReadArgs{Streams: []string{sk, "$"}, Block: 5 * time.Second}).Val()
+		}()
+		time.Sleep(100 * time.Millisecond)
+		other.XAdd(ctx, &redis.XAddArgs{Stream: sk, Values: []any{"f", "v"}})
+		if v := <-xres; len(v) != 1 || len(v[0].Messages) != 1 {
+			t.Fatalf("XREAD BLOCK = %v", v)
+		}
+		zk := keys[2] + ":z"
+		zres := make(chan *redis.ZWithKey, 1)
+		go func() { zres <- blocked.BZPopMin(ctx, 5*time.Second, zk).Val() }()
+		time.Sleep(100 * time.Millisecond)
+		other.ZAdd(ctx, zk, redis.Z{Score: 1, Member: "m"})
+		if v := <-zres; v == nil || v.Member != "m" {
+			t.Fatalf("BZPOPMIN = %v", v)
+		}
+		// Keys in different slots are refused like the cluster does.
+		if err := blocked.BLPop(ctx, time.Second, "blk:a", "blk:b").Err(); err == nil || !strings.HasPrefix(err.Error(), "CROSSSLOT") {
+			t.Fatalf("cross-slot BLPOP: %v", err)
+		}
+	}
+}
+
+// TestBlockedClientDisconnects: a client that leaves while blocked releases
+// the node connection (the node stops counting a blocked client).
+func TestBlockedClientDisconnects(t *testing.T) {
+	p := startProxy(t, shared, proxy.Config{}, router.Options{})
+	ctx := context.Background()
+	key := "blkgone:q"
+	owner, err := shared.SlotOwner(ctx, router.Slot([]byte(key)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := redis.NewClient(&redis.Options{Addr: owner})
+	defer node.Close()
+	blocked := func() int {
+		info := node.Info(ctx, "clients").Val()
+		for _, l := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(l, "blocked_clients:"); ok {
+				n, _ := strconv.Atoi(v)
+				return n
+			}
+		}
+		return -1
+	}
+	raw := dialRaw(t, p.Addr)
+	if _, err := raw.Write(resp.AppendCommandStrings(nil, "BLPOP", key, "0")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Second, "node sees the blocked client", func() bool { return blocked() == 1 })
+	raw.Close()
+	waitFor(t, 3*time.Second, "node releases the blocked client", func() bool { return blocked() == 0 })
+	// The list was not consumed by the abandoned BLPOP.
+	c := p.client(t, 2)
+	c.RPush(ctx, key, "x")
+	if v := c.LPop(ctx, key).Val(); v != "x" {
+		t.Fatalf("LPOP = %q: the abandoned BLPOP took the element", v)
+	}
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,195 @@
+package router
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+
+	"github.com/clusterproxy/clusterproxy/internal/resp"
+)
+
+// maxIdleDedicated bounds the idle dedicated connections kept per node and
+// protocol version.
+const maxIdleDedicated = 16
+
+// Dedicated is a node connection used by one client at a time, for commands
+// that block (BLPOP, XREAD BLOCK, ...) or that tie state to the connection
+// (MULTI/EXEC, WATCH). It is not safe for concurrent use, except Abort.
+type Dedicated struct {
+	node  *node
+	proto int
+	conn  net.Conn
+	bw    *bufio.Writer
+	rd    *resp.Reader
+
+	mu      sync.Mutex // guards aborted
+	aborted bool
+	broken  bool
+}
+
+// Addr returns the address of the node the connection goes to.
+func (d *Dedicated) Addr() string { return d.node.addr }
+
+// Do writes frame (after ASKING when asking is set, on the same connection)
+// and returns the reply. The reply stays valid after later calls. Any error
+// leaves the connection broken: Release then closes it.
+func (d *Dedicated) Do(frame []byte, asking bool) ([]byte, error) {
+	if d.broken {
+		return nil, errors.New("router: dedicated connection is broken")
+	}
+	if asking {
+		_, _ = d.bw.Write(askingFrame)
+	}
+	_, _ = d.bw.Write(frame)
+	if err := d.bw.Flush(); err != nil {
+		d.broken = true
+		return nil, d.wrap(err)
+	}
+	if asking {
+		if r, err := d.rd.ReadReply(); err != nil {
+			d.broken = true
+			return nil, d.wrap(err)
+		} else if resp.IsError(r) {
+			d.broken = true
+			return nil, fmt.Errorf("router: ASKING refused: %s", resp.ErrorText(r))
+		}
+	}
+	reply, err := d.rd.ReadReply()
+	if err != nil {
+		d.broken = true
+		return nil, d.wrap(err)
+	}
+	return reply, nil
+}
+
+func (d *Dedicated) wrap(err error) error {
+	d.mu.Lock()
+	aborted := d.aborted
+	d.mu.Unlock()
+	if aborted {
+		return ErrClosed
+	}
+	return fmt.Errorf("%w: %w", ErrConnLost, err)
+}
+
+// Abort closes the connection from another goroutine, making a Do that is
+// blocked on it return (the client went away).
+func (d *Dedicated) Abort() {
+	d.mu.Lock()
+	d.aborted = true
+	d.mu.Unlock()
+	d.conn.Close()
+}
+
+// Release returns a healthy connection to its node's idle pool, or closes it.
+// A connection must not be released while it holds state (an open MULTI or
+// WATCH): use Close then, or reset the state first.
+func (d *Dedicated) Release() {
+	if d.broken {
+		d.conn.Close()
+		return
+	}
+	d.node.putDedicated(d)
+}
+
+// Close closes the connection.
+func (d *Dedicated) Close() { d.conn.Close() }
+
+// Dedicated returns a dedicated connection to the master of slot (or to
+// addr when it is not empty), speaking proto.
+func (r *Router) Dedicated(slot int, addr string, proto int) (*Dedicated, error) {
+	req := Request{Slot: slot, Addr: addr}
+	n, err := r.route(&req)
+	if err != nil {
+		return nil, err
+	}
+	return n.getDedicated(proto)
+}
+
+func (n *node) getDedicated(proto int) (*Dedicated, error) {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil, ErrClosed
+	}
+	idle := n.idle[proto&1]
+	if k := len(idle); k > 0 {
+		d := idle[k-1]
+		n.idle[proto&1] = idle[:k-1]
+		n.mu.Unlock()
+		return d, nil
+	}
+	n.mu.Unlock()
+	conn, rd, err := dialNode(n.opts, n.addr, proto)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return &Dedicated{node: n, proto: proto, conn: conn, bw: bufio.NewWriterSize(conn, 4096), rd: rd}, nil
+}
+
+func (n *node) putDedicated(d *Dedicated) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed || len(n.idle[d.proto&1]) >= maxIdleDedicated {
+		d.conn.Close()
+		return
+	}
+	n.idle[d.proto&1] = append(n.idle[d.proto&1], d)
+}
+
+// Block runs a command that may block (BLPOP, BRPOP, BLMOVE, BZPOPMIN,
+// XREAD BLOCK, ...) on a dedicated connection, so that it never holds up the
+// shared pipelines, following redirections like Wait. When abort is closed
+// (the client went away) the connection is closed and the command ends with
+// ErrClosed. The result is in req.Reply or req.Err.
+func (r *Router) Block(req *Request, abort <-chan struct{}) {
+	req.asking = false
+	addr := req.Addr
+	for {
+		req.Reply, req.Err = nil, nil
+		target := Request{Slot: req.Slot, Addr: addr}
+		n, err := r.route(&target)
+		var d *Dedicated
+		if err == nil {
+			d, err = n.getDedicated(req.Proto)
+		}
+		if err != nil {
+			req.Err = err
+			r.Refresh("error")
+			if !r.backoff(req) {
+				return
+			}
+			continue
+		}
+		req.node = n
+		stop := make(chan struct{})
+		go func() {
+			select {
+			case <-abort:
+				d.Abort()
+			case <-stop:
+			}
+		}()
+		req.Reply, req.Err = d.Do(req.Frame, req.asking)
+		close(stop)
+		d.Release()
+		if req.Err != nil {
+			return // written: it may have been applied (or the client left)
+		}
+		switch r.redirect(req) {
+		case redirectNow:
+			addr = req.redirectTo
+			continue
+		case redirectLater:
+			req.asking = false
+			addr = req.Addr
+			if !r.backoff(req) {
+				return
+			}
+			continue
+		}
+		return
+	}
+}
