@@ -60,6 +60,7 @@ type session struct {
 	proto  int
 	authed bool
 	keys   []int // scratch for key indexes
+	tx     *tx   // WATCH/MULTI state; nil outside a transaction
 
 	name    atomic.Pointer[string] // CLIENT SETNAME; read by CLIENT LIST of other sessions
 	stopped atomic.Bool            // Shutdown asked the reader to stop
@@ -101,6 +102,7 @@ func (s *session) run() {
 func (s *session) readLoop() {
 	defer close(s.pending)
 	defer close(s.gone)
+	defer s.endTx(false) // an open transaction's connection holds state: close it
 	rd := resp.NewReader(s.conn, s.srv.cfg.Limits)
 	idle := s.srv.cfg.IdleTimeout
 	for {
@@ -271,10 +273,19 @@ func (s *session) dispatch(cmd resp.Command) *call {
 	}
 	spec := s.srv.table.Lookup(args)
 	if spec == nil {
+		if s.tx != nil && s.tx.multi {
+			s.tx.aborted = true
+		}
 		return c.fail(s.unknown(args))
 	}
 	if !arityOK(spec.Arity, len(args)) {
+		if s.tx != nil && s.tx.multi {
+			s.tx.aborted = true
+		}
 		return c.fail("ERR wrong number of arguments for '" + spec.Name + "' command")
+	}
+	if s.inTx(spec) {
+		return s.transaction(c, spec, cmd)
 	}
 	switch spec.Policy {
 	case command.Local:
