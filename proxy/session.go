@@ -297,6 +297,8 @@ func (s *session) dispatch(cmd resp.Command) *call {
 			return s.forward(c, spec, cmd) // XREAD without BLOCK
 		}
 		return s.blocking(c, spec, cmd)
+	case command.Scan:
+		return s.scan(c, args)
 	case command.AllMasters:
 		return s.allMasters(c, cmd.Raw, spec.Merge, spec.Flags&command.ReadOnly != 0)
 	case command.Unsupported:

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -238,6 +239,23 @@ func (r *Router) Masters() []string {
 	out := make([]string, len(t.masters))
 	for i, n := range t.masters {
 		out[i] = n.addr
+	}
+	return out
+}
+
+// MastersBySlot returns the current masters ordered by the lowest slot each
+// serves. A master's position survives a failover (its replica takes over
+// the same slots), which makes it fit for cursors that span the cluster.
+func (r *Router) MastersBySlot() []string {
+	t := r.topo.Load()
+	if t == nil {
+		return nil
+	}
+	shards := append([]Shard(nil), t.shards...)
+	sort.Slice(shards, func(a, b int) bool { return shards[a].Slots[0][0] < shards[b].Slots[0][0] })
+	out := make([]string, len(shards))
+	for i, sh := range shards {
+		out[i] = sh.Master.Addr
 	}
 	return out
 }
