@@ -23,6 +23,17 @@ func (s *session) local(c *call, spec *command.Spec, args [][]byte) *call {
 		if len(args) > 2 {
 			return c.fail("ERR wrong number of arguments for 'ping' command")
 		}
+		if p == resp.RESP2 && s.subs != nil && s.subs.count() > 0 {
+			// Subscribed RESP2 clients get PING's reply in the message shape.
+			c.reply = resp.AppendArrayHeader(c.reply, 2)
+			c.reply = resp.AppendBulkString(c.reply, "pong")
+			if len(args) == 2 {
+				c.reply = resp.AppendBulk(c.reply, args[1])
+			} else {
+				c.reply = resp.AppendBulkString(c.reply, "")
+			}
+			return c
+		}
 		if len(args) == 2 {
 			c.reply = resp.AppendBulk(c.reply, args[1])
 		} else {
@@ -51,6 +62,11 @@ func (s *session) local(c *call, spec *command.Spec, args [][]byte) *call {
 	case "hello":
 		return s.hello(c, args[1:])
 	case "reset":
+		if s.subs != nil {
+			s.subs.close()
+			s.subs = nil
+		}
+		s.endTx(false)
 		s.proto = resp.RESP2
 		s.authed = s.srv.cfg.Password == ""
 		s.name.Store(nil)

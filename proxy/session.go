@@ -61,6 +61,7 @@ type session struct {
 	authed bool
 	keys   []int // scratch for key indexes
 	tx     *tx   // WATCH/MULTI state; nil outside a transaction
+	subs   *subs // pub/sub state; nil until the first subscription
 
 	name    atomic.Pointer[string] // CLIENT SETNAME; read by CLIENT LIST of other sessions
 	stopped atomic.Bool            // Shutdown asked the reader to stop
@@ -103,6 +104,11 @@ func (s *session) readLoop() {
 	defer close(s.pending)
 	defer close(s.gone)
 	defer s.endTx(false) // an open transaction's connection holds state: close it
+	defer func() {
+		if s.subs != nil {
+			s.subs.close() // before pending closes: subscribers push into it
+		}
+	}()
 	rd := resp.NewReader(s.conn, s.srv.cfg.Limits)
 	idle := s.srv.cfg.IdleTimeout
 	for {
@@ -134,7 +140,7 @@ func (s *session) readLoop() {
 			}
 			continue
 		}
-		if !c.quit && rd.Buffered() == 0 && s.queued.Load() == 0 {
+		if !c.quit && rd.Buffered() == 0 && s.queued.Load() == 0 && s.subs == nil {
 			// A client that sent one command and waits for its reply (no
 			// pipeline behind it): answer it here, sparing the hand-off to
 			// the writer goroutine. Commands that arrive together still go
@@ -284,6 +290,9 @@ func (s *session) dispatch(cmd resp.Command) *call {
 		}
 		return c.fail("ERR wrong number of arguments for '" + spec.Name + "' command")
 	}
+	if s.subs != nil && s.proto == resp.RESP2 && !pubsubAllowed(spec.Name) && s.subs.count() > 0 {
+		return c.fail("ERR Can't execute '" + spec.Name + "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
+	}
 	if s.inTx(spec) {
 		return s.transaction(c, spec, cmd)
 	}
@@ -299,6 +308,8 @@ func (s *session) dispatch(cmd resp.Command) *call {
 		return s.blocking(c, spec, cmd)
 	case command.Scan:
 		return s.scan(c, args)
+	case command.PubSub:
+		return s.pubsub(c, spec, args)
 	case command.AllMasters:
 		return s.allMasters(c, cmd.Raw, spec.Merge, spec.Flags&command.ReadOnly != 0)
 	case command.Unsupported:

@@ -193,3 +193,24 @@ func (r *Router) Block(req *Request, abort <-chan struct{}) {
 		return
 	}
 }
+
+// Send writes frame and flushes, without reading a reply (pub/sub: replies
+// and messages are read by Receive).
+func (d *Dedicated) Send(frame []byte) error {
+	_, _ = d.bw.Write(frame)
+	if err := d.bw.Flush(); err != nil {
+		d.broken = true
+		return d.wrap(err)
+	}
+	return nil
+}
+
+// Receive reads the next frame (a reply or a push). It may run in another
+// goroutine than Send.
+func (d *Dedicated) Receive() ([]byte, error) {
+	f, err := d.rd.ReadReply()
+	if err != nil {
+		return nil, d.wrap(err)
+	}
+	return f, nil
+}

@@ -260,6 +260,15 @@ func (r *Router) MastersBySlot() []string {
 	return out
 }
 
+// MasterOf returns the address of the master serving slot, or "".
+func (r *Router) MasterOf(slot int) string {
+	t := r.topo.Load()
+	if t == nil || slot < 0 || slot >= SlotCount || t.slots[slot] == nil {
+		return ""
+	}
+	return t.slots[slot].addr
+}
+
 // SlotsCovered returns how many slots have a master in the current topology.
 func (r *Router) SlotsCovered() int {
 	if t := r.topo.Load(); t != nil {
