@@ -131,3 +131,37 @@ func TestAllMasters(t *testing.T) {
 		t.Fatalf("ROLE = %v", r)
 	}
 }
+
+// TestNoScriptHealed: EVALSHA of a script the proxy has seen works on a
+// master that lost it (SCRIPT FLUSH there, or a promoted replica).
+func TestNoScriptHealed(t *testing.T) {
+	p := startProxy(t, shared, proxy.Config{}, router.Options{})
+	ctx := context.Background()
+	c := p.client(t, 2)
+	script := "return 'healed:' .. KEYS[1]"
+	sha, err := c.ScriptLoad(ctx, script).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := "noscript:k"
+	owner, err := shared.SlotOwner(ctx, router.Slot([]byte(key)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := redis.NewClient(&redis.Options{Addr: owner})
+	defer node.Close()
+	if err := node.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if ex := node.ScriptExists(ctx, sha).Val(); len(ex) != 1 || ex[0] {
+		t.Fatal("script still on the node after SCRIPT FLUSH")
+	}
+	v, err := c.EvalSha(ctx, sha, []string{key}).Result()
+	if err != nil || v != "healed:"+key {
+		t.Fatalf("EVALSHA after the node lost the script = %v, %v", v, err)
+	}
+	// A script the proxy never saw still answers NOSCRIPT.
+	if err := c.EvalSha(ctx, "0123456789012345678901234567890123456789", []string{key}).Err(); err == nil || !strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		t.Fatalf("unknown script: %v", err)
+	}
+}

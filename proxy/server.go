@@ -76,6 +76,8 @@ type Server struct {
 	nodeID  string // the proxy's node id in CLUSTER replies
 	started time.Time
 
+	scripts scriptCache
+
 	nextID  atomic.Int64
 	clients atomic.Int64
 	calls   sync.Pool // *call

@@ -24,13 +24,15 @@ type call struct {
 	// connection by the writer; blockDone is closed once its reply is written.
 	block     bool
 	blockDone chan struct{}
+	// evalsha is the SHA1 argument of an EVALSHA, to heal NOSCRIPT.
+	evalsha []byte
 }
 
 func newCall() *call { return &call{req: router.NewRequest()} }
 
 func (c *call) reset() {
 	c.req.Reset()
-	c.routed, c.quit, c.fan, c.block, c.blockDone = false, false, nil, false, nil
+	c.routed, c.quit, c.fan, c.block, c.blockDone, c.evalsha = false, false, nil, false, nil, nil
 	if cap(c.reply) > 4096 {
 		c.reply = nil // do not pin large local replies in the pool
 	}
@@ -235,6 +237,9 @@ func (s *session) finish(c *call) {
 	}
 	if c.routed {
 		s.srv.router.Wait(c.req)
+		if c.evalsha != nil {
+			s.healNoScript(c, c.evalsha)
+		}
 	} else if c.fan != nil {
 		c.fan.finish(s.srv, c)
 	}
@@ -300,6 +305,12 @@ func (s *session) dispatch(cmd resp.Command) *call {
 	case command.Local:
 		return s.local(c, spec, args)
 	case command.Forward, command.Split:
+		switch spec.Name {
+		case "eval", "eval_ro":
+			s.srv.scripts.remember(args[1])
+		case "evalsha", "evalsha_ro":
+			c.evalsha = args[1] // stable: a sub-slice of the request frame
+		}
 		return s.forward(c, spec, cmd)
 	case command.Blocking:
 		if !spec.Blocks(cmd.Args) {
@@ -311,6 +322,9 @@ func (s *session) dispatch(cmd resp.Command) *call {
 	case command.PubSub:
 		return s.pubsub(c, spec, args)
 	case command.AllMasters:
+		if spec.Name == "script|load" {
+			s.srv.scripts.remember(args[2])
+		}
 		return s.allMasters(c, cmd.Raw, spec.Merge, spec.Flags&command.ReadOnly != 0)
 	case command.Unsupported:
 		return c.fail("ERR command '" + spec.Name + "' is not supported by the proxy: " + spec.Reason)

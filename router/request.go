@@ -58,3 +58,12 @@ func (r *Request) complete(reply []byte, err error) {
 // Done returns a channel that receives once when the current attempt ends.
 // Most callers use Router.Wait instead, which also follows redirections.
 func (r *Request) Done() <-chan struct{} { return r.done }
+
+// NodeAddr returns the address of the node that handled the last attempt,
+// or "" before one.
+func (r *Request) NodeAddr() string {
+	if r.node == nil {
+		return ""
+	}
+	return r.node.addr
+}

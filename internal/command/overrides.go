@@ -209,7 +209,8 @@ var overrides = map[string]override{
 	"save":           {policy: Unsupported, reason: whyPersistence},
 	"bgsave":         {policy: Unsupported, reason: whyPersistence},
 	"bgrewriteaof":   {policy: Unsupported, reason: whyPersistence},
-	"lastsave":       {policy: Unsupported, reason: whyPersistence},
+	// LASTSAVE stays Forward: it answers for one master, which tells a
+	// client that persistence runs; per-node detail needs the node itself.
 	// CONFIG GET stays Forward: settings are normally alike on every node
 	// (per-node ones such as port answer for one master).
 	"config|set":       {policy: Unsupported, reason: whyConfig},
