@@ -134,6 +134,7 @@ func (s *session) checkAuth(args [][]byte) string {
 		return "" // the default user has no password: any password is accepted, as in Redis
 	}
 	if !bytes.Equal(user, []byte("default")) || subtle.ConstantTimeCompare(pass, []byte(want)) != 1 {
+		s.srv.obs.AuthFailure()
 		return "WRONGPASS invalid username-password pair or user is disabled."
 	}
 	return ""
@@ -260,8 +261,10 @@ func (s *session) client(c *call, args [][]byte) *call {
 			c.reply = resp.AppendSimple(c.reply, l)
 		}
 	case "tracking", "caching", "getredir", "trackinginfo":
+		s.srv.obs.Unsupported("client|" + sub)
 		return c.fail("ERR command 'client|" + sub + "' is not supported by the proxy: client-side caching needs a direct connection to each node")
 	case "kill", "pause", "unpause", "unblock", "no-evict", "no-touch", "reply":
+		s.srv.obs.Unsupported("client|" + sub)
 		return c.fail("ERR command 'client|" + sub + "' is not supported by the proxy: it acts on node connections shared by many clients")
 	default:
 		return c.fail("ERR unknown subcommand '" + trunc(args[1], 128) + "'. Try CLIENT HELP.")

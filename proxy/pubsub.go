@@ -371,6 +371,7 @@ func (s *session) push(frame []byte) bool {
 	default:
 		s.queued.Add(-1)
 		s.srv.putCall(c)
+		s.srv.obs.SlowSubscriber()
 		s.srv.log.Warn("disconnecting a slow pub/sub client: its output queue is full",
 			"client", s.id, "addr", s.conn.RemoteAddr().String(), "limit", cap(s.pending))
 		s.conn.Close()

@@ -49,6 +49,8 @@ type Config struct {
 	ServerVersion string
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
+	// Observer receives client-side events for metrics. Default none.
+	Observer Observer
 }
 
 func (c Config) withDefaults() Config {
@@ -64,6 +66,9 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
 	return c
 }
 
@@ -73,6 +78,7 @@ type Server struct {
 	router  *router.Router
 	table   *command.Table
 	log     *slog.Logger
+	obs     Observer
 	nodeID  string // the proxy's node id in CLUSTER replies
 	started time.Time
 
@@ -100,6 +106,7 @@ func New(cfg Config, r *router.Router, t *command.Table) (*Server, error) {
 		router:    r,
 		table:     t,
 		log:       cfg.Logger,
+		obs:       cfg.Observer,
 		listeners: map[net.Listener]struct{}{},
 		sessions:  map[*session]struct{}{},
 		started:   time.Now(),
@@ -177,8 +184,10 @@ func (s *Server) startSession(conn net.Conn) {
 	s.sessions[sess] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
+	s.obs.ClientConnected()
 	go func() {
 		defer s.wg.Done()
+		defer s.obs.ClientDisconnected()
 		sess.run()
 		s.mu.Lock()
 		delete(s.sessions, sess)

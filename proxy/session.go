@@ -26,13 +26,17 @@ type call struct {
 	blockDone chan struct{}
 	// evalsha is the SHA1 argument of an EVALSHA, to heal NOSCRIPT.
 	evalsha []byte
+	// name and start feed the command metrics; name is empty for frames
+	// that answer no command (pub/sub messages).
+	name  string
+	start time.Time
 }
 
 func newCall() *call { return &call{req: router.NewRequest()} }
 
 func (c *call) reset() {
 	c.req.Reset()
-	c.routed, c.quit, c.fan, c.block, c.blockDone, c.evalsha = false, false, nil, false, nil, nil
+	c.routed, c.quit, c.fan, c.block, c.blockDone, c.evalsha, c.name = false, false, nil, false, nil, nil, ""
 	if cap(c.reply) > 4096 {
 		c.reply = nil // do not pin large local replies in the pool
 	}
@@ -120,6 +124,7 @@ func (s *session) readLoop() {
 		cmd, err := rd.ReadCommand()
 		if err != nil {
 			if resp.IsProtocolError(err) {
+				s.srv.obs.ProtocolError()
 				c := s.srv.getCall()
 				c.reply = resp.AppendError(c.reply, "ERR "+err.Error())
 				c.quit = true
@@ -250,13 +255,18 @@ func (s *session) finish(c *call) {
 func (s *session) write(c *call, flush bool) bool {
 	s.finish(c)
 	var err error
+	var out []byte
 	switch {
 	case !c.routed && !c.block:
-		_, err = s.bw.Write(c.reply)
+		out = c.reply
 	case c.req.Err != nil:
-		_, err = s.bw.Write(errorReply(c.req.Err))
+		out = errorReply(c.req.Err)
 	default:
-		_, err = s.bw.Write(c.req.Reply)
+		out = c.req.Reply
+	}
+	_, err = s.bw.Write(out)
+	if c.name != "" {
+		s.srv.obs.CommandDone(c.name, resp.IsError(out), time.Since(c.start))
 	}
 	if err == nil && flush {
 		err = s.bw.Flush()
@@ -274,15 +284,21 @@ func (c *call) fail(msg string) *call {
 // dispatch turns one command into a call: answered here, or routed.
 func (s *session) dispatch(cmd resp.Command) *call {
 	c := s.srv.getCall()
+	c.start = time.Now()
+	c.name = "unknown"
 	args := cmd.Args
 	name := args[0]
 	if !s.authed && !authExempt(name) {
 		return c.fail("NOAUTH Authentication required.")
 	}
 	if bytes.EqualFold(name, []byte("client")) {
+		c.name = "client"
 		return s.client(c, args)
 	}
 	spec := s.srv.table.Lookup(args)
+	if spec != nil {
+		c.name = spec.Name
+	}
 	if spec == nil {
 		if s.tx != nil && s.tx.multi {
 			s.tx.aborted = true
@@ -327,6 +343,7 @@ func (s *session) dispatch(cmd resp.Command) *call {
 		}
 		return s.allMasters(c, cmd.Raw, spec.Merge, spec.Flags&command.ReadOnly != 0)
 	case command.Unsupported:
+		s.srv.obs.Unsupported(spec.Name)
 		return c.fail("ERR command '" + spec.Name + "' is not supported by the proxy: " + spec.Reason)
 	default:
 		return c.fail("ERR command '" + spec.Name + "' is not supported by the proxy yet")
@@ -357,6 +374,7 @@ func (s *session) forward(c *call, spec *command.Spec, cmd resp.Command) *call {
 // dedicated node connection.
 func (s *session) blocking(c *call, spec *command.Spec, cmd resp.Command) *call {
 	if spec.Name == "wait" || spec.Name == "waitaof" {
+		s.srv.obs.Unsupported(spec.Name)
 		return c.fail("ERR command '" + spec.Name + "' is not supported by the proxy yet: replication acknowledgements are counted per node connection, and the proxy shares those between clients")
 	}
 	keys, err := spec.Keys(cmd.Args, s.keys[:0])

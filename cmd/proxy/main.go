@@ -28,9 +28,16 @@ import (
 	"github.com/clusterproxy/clusterproxy/internal/command"
 	"github.com/clusterproxy/clusterproxy/internal/localcluster"
 	"github.com/clusterproxy/clusterproxy/internal/resp"
+	"github.com/clusterproxy/clusterproxy/metrics"
 	"github.com/clusterproxy/clusterproxy/proxy"
 	"github.com/clusterproxy/clusterproxy/router"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
+
+// version is the build's version, set with -ldflags "-X main.version=...".
+var version = "dev"
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
@@ -85,6 +92,13 @@ func run(ctx context.Context, cfg *Config, logOut io.Writer) error {
 		}
 	}
 
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m, err := metrics.New(reg, version)
+	if err != nil {
+		return err
+	}
+
 	rt, err := router.New(router.Options{
 		Seeds:           cfg.Seeds,
 		Username:        cfg.NodeUser,
@@ -95,6 +109,7 @@ func run(ctx context.Context, cfg *Config, logOut io.Writer) error {
 		RetryWindow:     cfg.RetryWindow,
 		RefreshInterval: cfg.RefreshInterval,
 		Logger:          log.With("component", "router"),
+		Observer:        m,
 	})
 	if err != nil {
 		return err
@@ -118,6 +133,7 @@ func run(ctx context.Context, cfg *Config, logOut io.Writer) error {
 		IdleTimeout:  cfg.IdleTimeout,
 		AnnounceAddr: cfg.AnnounceAddr,
 		Logger:       log.With("component", "proxy"),
+		Observer:     m,
 	}, rt, table)
 	if err != nil {
 		return err
@@ -134,7 +150,7 @@ func run(ctx context.Context, cfg *Config, logOut io.Writer) error {
 			ln.Close()
 			return fmt.Errorf("metrics listen: %w", err)
 		}
-		metricsSrv = &http.Server{Handler: opsHandler(rt, cfg.Pprof), ReadHeaderTimeout: 5 * time.Second}
+		metricsSrv = &http.Server{Handler: opsHandler(rt, reg, cfg.Pprof), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := metricsSrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("metrics server", "err", err)
@@ -209,10 +225,12 @@ func startDevCluster(ctx context.Context, cfg *Config, log *slog.Logger) (*local
 	return c, nil
 }
 
-// opsHandler serves the health endpoints: /healthz (the process is up) and
-// /readyz (topology loaded and every slot served by a master).
-func opsHandler(rt *router.Router, withPprof bool) http.Handler {
+// opsHandler serves /metrics and the health endpoints: /healthz (the
+// process is up) and /readyz (topology loaded and every slot served by a
+// master).
+func opsHandler(rt *router.Router, reg *prometheus.Registry, withPprof bool) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if withPprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -1,0 +1,139 @@
+// Package metrics exposes clusterproxy's Prometheus metrics. It implements
+// proxy.Observer and router.Observer against a registry passed in; it keeps
+// no package-level state.
+package metrics
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics holds every collector. Create it with New.
+type Metrics struct {
+	clientConns      prometheus.Gauge
+	clientConnsTotal prometheus.Counter
+	commands         *prometheus.CounterVec
+	duration         *prometheus.HistogramVec
+	redirections     *prometheus.CounterVec
+	refreshes        *prometheus.CounterVec
+	slotsCovered     prometheus.Gauge
+	protocolErrors   prometheus.Counter
+	unsupported      *prometheus.CounterVec
+	authFailures     prometheus.Counter
+	slowSubscribers  prometheus.Counter
+
+	byName sync.Map // command name → *commandMetrics, so the hot path skips label hashing
+}
+
+type commandMetrics struct {
+	ok, failed prometheus.Counter
+	duration   prometheus.Observer
+}
+
+// New creates the collectors and registers them, with a build-info gauge
+// carrying version, on reg.
+func New(reg prometheus.Registerer, version string) (*Metrics, error) {
+	m := &Metrics{
+		clientConns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "clusterproxy_client_connections", Help: "Client connections open now."}),
+		clientConnsTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "clusterproxy_client_connections_total", Help: "Client connections accepted."}),
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clusterproxy_commands_total", Help: "Commands answered, by command and status (ok or error reply)."},
+			[]string{"command", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "clusterproxy_command_duration_seconds",
+			Help:    "Time from reading a command to writing its reply, by command.",
+			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}},
+			[]string{"command"}),
+		redirections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clusterproxy_redirections_total", Help: "Redirections and retry replies handled inside the proxy, by kind (moved, ask, tryagain, clusterdown, loading)."},
+			[]string{"kind"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clusterproxy_topology_refreshes_total", Help: "Topology refresh attempts, by reason and result (ok or error)."},
+			[]string{"reason", "result"}),
+		slotsCovered: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "clusterproxy_slots_covered", Help: "Hash slots served by a master in the current topology (16384 when healthy)."}),
+		protocolErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "clusterproxy_protocol_errors_total", Help: "Client connections closed for a malformed frame."}),
+		unsupported: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clusterproxy_unsupported_commands_total", Help: "Commands refused because the proxy does not support them, by command."},
+			[]string{"command"}),
+		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "clusterproxy_auth_failures_total", Help: "Failed client authentications."}),
+		slowSubscribers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "clusterproxy_slow_subscribers_disconnected_total", Help: "Pub/sub clients disconnected because their output queue was full."}),
+	}
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "clusterproxy_build_info", Help: "Always 1; the version label tells the build.",
+		ConstLabels: prometheus.Labels{"version": version}})
+	build.Set(1)
+	var errs []error
+	for _, c := range []prometheus.Collector{m.clientConns, m.clientConnsTotal, m.commands, m.duration,
+		m.redirections, m.refreshes, m.slotsCovered, m.protocolErrors, m.unsupported, m.authFailures,
+		m.slowSubscribers, build} {
+		if err := reg.Register(c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return m, nil
+}
+
+// ClientConnected counts a new client connection.
+func (m *Metrics) ClientConnected() {
+	m.clientConns.Inc()
+	m.clientConnsTotal.Inc()
+}
+
+// ClientDisconnected counts a closed client connection.
+func (m *Metrics) ClientDisconnected() { m.clientConns.Dec() }
+
+// CommandDone records one answered command.
+func (m *Metrics) CommandDone(name string, failed bool, d time.Duration) {
+	v, ok := m.byName.Load(name)
+	if !ok {
+		v, _ = m.byName.LoadOrStore(name, &commandMetrics{
+			ok:       m.commands.WithLabelValues(name, "ok"),
+			failed:   m.commands.WithLabelValues(name, "error"),
+			duration: m.duration.WithLabelValues(name),
+		})
+	}
+	cm := v.(*commandMetrics)
+	if failed {
+		cm.failed.Inc()
+	} else {
+		cm.ok.Inc()
+	}
+	cm.duration.Observe(d.Seconds())
+}
+
+// ProtocolError counts a client closed for a malformed frame.
+func (m *Metrics) ProtocolError() { m.protocolErrors.Inc() }
+
+// Unsupported counts a refused command.
+func (m *Metrics) Unsupported(name string) { m.unsupported.WithLabelValues(name).Inc() }
+
+// AuthFailure counts a failed AUTH or HELLO AUTH.
+func (m *Metrics) AuthFailure() { m.authFailures.Inc() }
+
+// SlowSubscriber counts a pub/sub client disconnected for not reading.
+func (m *Metrics) SlowSubscriber() { m.slowSubscribers.Inc() }
+
+// Redirected implements router.Observer.
+func (m *Metrics) Redirected(kind string) { m.redirections.WithLabelValues(kind).Inc() }
+
+// TopologyRefreshed implements router.Observer.
+func (m *Metrics) TopologyRefreshed(reason string, covered int, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.refreshes.WithLabelValues(reason, result).Inc()
+	m.slotsCovered.Set(float64(covered))
+}

@@ -1,0 +1,29 @@
+package proxy
+
+import "time"
+
+// Observer is told about client-side events, for metrics. Implementations
+// must be fast and safe for concurrent use: they run on the request path.
+type Observer interface {
+	ClientConnected()
+	ClientDisconnected()
+	// CommandDone is called once per answered command with its canonical
+	// name ("get", "config|get"; "unknown" for an unknown command), whether
+	// the reply was an error, and the time from reading it to writing the
+	// reply.
+	CommandDone(name string, failed bool, d time.Duration)
+	ProtocolError()
+	Unsupported(name string)
+	AuthFailure()
+	SlowSubscriber()
+}
+
+type nopObserver struct{}
+
+func (nopObserver) ClientConnected()                        {}
+func (nopObserver) ClientDisconnected()                     {}
+func (nopObserver) CommandDone(string, bool, time.Duration) {}
+func (nopObserver) ProtocolError()                          {}
+func (nopObserver) Unsupported(string)                      {}
+func (nopObserver) AuthFailure()                            {}
+func (nopObserver) SlowSubscriber()                         {}
