@@ -103,7 +103,7 @@ func (s *session) pubsub(c *call, spec *command.Spec, args [][]byte) *call {
 		for _, n := range names {
 			sl := router.Slot(n)
 			if slot >= 0 && sl != slot {
-				return c.fail("CROSSSLOT Keys in request don't hash to the same slot")
+				return c.fail(crossSlot)
 			}
 			slot = sl
 		}

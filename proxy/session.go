@@ -350,22 +350,36 @@ func (s *session) dispatch(cmd resp.Command) *call {
 	}
 }
 
-// forward routes a command whose keys all hash to one slot.
-func (s *session) forward(c *call, spec *command.Spec, cmd resp.Command) *call {
-	keys, err := spec.Keys(cmd.Args, s.keys[:0])
+const crossSlot = "CROSSSLOT Keys in request don't hash to the same slot"
+
+// slotOf finds the keys of a command and their common slot (-1 for a
+// keyless command). errMsg is the error to answer: a malformed command, or
+// crossSlot when the keys span slots (keys is set then too).
+func (s *session) slotOf(spec *command.Spec, args [][]byte) (slot int, keys []int, errMsg string) {
+	keys, err := spec.Keys(args, s.keys[:0])
 	if err != nil {
-		return c.fail("ERR " + err.Error())
+		return -1, nil, "ERR " + err.Error()
 	}
-	slot := -1
+	slot = -1
 	for _, i := range keys {
-		sl := router.Slot(cmd.Args[i])
+		sl := router.Slot(args[i])
 		if slot >= 0 && sl != slot {
-			if spec.Policy == command.Split {
-				return s.split(c, spec, cmd.Args, keys)
-			}
-			return c.fail("CROSSSLOT Keys in request don't hash to the same slot")
+			return -1, keys, crossSlot
 		}
 		slot = sl
+	}
+	return slot, keys, ""
+}
+
+// forward routes a command whose keys all hash to one slot; a Split command
+// whose keys span slots is fanned out by slot.
+func (s *session) forward(c *call, spec *command.Spec, cmd resp.Command) *call {
+	slot, keys, msg := s.slotOf(spec, cmd.Args)
+	switch {
+	case msg == crossSlot && spec.Policy == command.Split:
+		return s.split(c, spec, cmd.Args, keys)
+	case msg != "":
+		return c.fail(msg)
 	}
 	return s.send(c, cmd.Raw, slot, spec.Flags&command.ReadOnly != 0)
 }
@@ -377,17 +391,9 @@ func (s *session) blocking(c *call, spec *command.Spec, cmd resp.Command) *call 
 		s.srv.obs.Unsupported(spec.Name)
 		return c.fail("ERR command '" + spec.Name + "' is not supported by the proxy yet: replication acknowledgements are counted per node connection, and the proxy shares those between clients")
 	}
-	keys, err := spec.Keys(cmd.Args, s.keys[:0])
-	if err != nil {
-		return c.fail("ERR " + err.Error())
-	}
-	slot := -1
-	for _, i := range keys {
-		sl := router.Slot(cmd.Args[i])
-		if slot >= 0 && sl != slot {
-			return c.fail("CROSSSLOT Keys in request don't hash to the same slot")
-		}
-		slot = sl
+	slot, _, msg := s.slotOf(spec, cmd.Args)
+	if msg != "" {
+		return c.fail(msg)
 	}
 	req := c.req
 	req.Frame = cmd.Raw

@@ -73,17 +73,9 @@ func (s *session) transaction(c *call, spec *command.Spec, cmd resp.Command) *ca
 		}
 	}
 	// A keyed (or keyless) command for the pinned connection.
-	keys, err := spec.Keys(cmd.Args, s.keys[:0])
-	if err != nil {
-		return s.queueError(c, "ERR "+err.Error())
-	}
-	slot := -1
-	for _, i := range keys {
-		sl := router.Slot(cmd.Args[i])
-		if slot >= 0 && sl != slot {
-			return s.queueError(c, "CROSSSLOT Keys in request don't hash to the same slot")
-		}
-		slot = sl
+	slot, _, msg := s.slotOf(spec, cmd.Args)
+	if msg != "" {
+		return s.queueError(c, msg)
 	}
 	switch spec.Policy {
 	case command.Forward, command.Split, command.Blocking, command.Transaction:
@@ -95,7 +87,7 @@ func (s *session) transaction(c *call, spec *command.Spec, cmd resp.Command) *ca
 		return s.queueError(c, "ERR command '"+spec.Name+"' cannot be used inside a transaction through the proxy")
 	}
 	if slot >= 0 && t.slot >= 0 && slot != t.slot {
-		return s.queueError(c, "CROSSSLOT Keys in request don't hash to the same slot")
+		return s.queueError(c, crossSlot)
 	}
 	if t.conn == nil && slot < 0 {
 		// No key yet: hold the command until one names the node.
@@ -113,7 +105,7 @@ func (s *session) transaction(c *call, spec *command.Spec, cmd resp.Command) *ca
 		msg := resp.ErrorText(c.reply)
 		if bytes.HasPrefix(msg, []byte("CROSSSLOT")) {
 			c.reply = c.reply[:0]
-			return s.queueError(c, "CROSSSLOT Keys in request don't hash to the same slot")
+			return s.queueError(c, crossSlot)
 		}
 		if bytes.HasPrefix(msg, []byte("MOVED ")) || bytes.HasPrefix(msg, []byte("ASK ")) {
 			c.reply = c.reply[:0]
