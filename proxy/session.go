@@ -128,6 +128,7 @@ func (s *session) readLoop() {
 				c := s.srv.getCall()
 				c.reply = resp.AppendError(c.reply, "ERR "+err.Error())
 				c.quit = true
+				s.queued.Add(1)
 				s.pending <- c
 				s.srv.log.Debug("client protocol error", "client", s.id, "addr", s.conn.RemoteAddr().String(), "err", err)
 			}
