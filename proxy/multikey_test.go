@@ -165,3 +165,26 @@ func TestNoScriptHealed(t *testing.T) {
 		t.Fatalf("unknown script: %v", err)
 	}
 }
+
+// TestConfigSetEveryNode: CONFIG SET reaches every node, replicas included.
+func TestConfigSetEveryNode(t *testing.T) {
+	p := startProxy(t, shared, proxy.Config{}, router.Options{})
+	ctx := context.Background()
+	c := p.client(t, 2)
+	old := c.ConfigGet(ctx, "slowlog-max-len").Val()["slowlog-max-len"]
+	defer c.ConfigSet(ctx, "slowlog-max-len", old)
+	if err := c.ConfigSet(ctx, "slowlog-max-len", "321").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range shared.Addrs() {
+		nc := redis.NewClient(&redis.Options{Addr: addr})
+		v := nc.ConfigGet(ctx, "slowlog-max-len").Val()["slowlog-max-len"]
+		nc.Close()
+		if v != "321" {
+			t.Fatalf("node %s has slowlog-max-len %q", addr, v)
+		}
+	}
+	if err := c.ConfigSet(ctx, "no-such-setting", "1").Err(); err == nil || !strings.Contains(err.Error(), "Unknown option") {
+		t.Fatalf("bad CONFIG SET: %v", err)
+	}
+}

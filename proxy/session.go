@@ -338,6 +338,8 @@ func (s *session) dispatch(cmd resp.Command) *call {
 		return s.scan(c, args)
 	case command.PubSub:
 		return s.pubsub(c, spec, args)
+	case command.AllNodes:
+		return s.toNodes(c, s.srv.router.Nodes(), cmd.Raw, spec.Merge, spec.Flags&command.ReadOnly != 0)
 	case command.AllMasters:
 		if spec.Name == "script|load" {
 			s.srv.scripts.remember(args[2])

@@ -71,7 +71,11 @@ func (s *session) split(c *call, spec *command.Spec, args [][]byte, keys []int) 
 
 // allMasters sends frame to every master and merges the replies.
 func (s *session) allMasters(c *call, frame []byte, merge command.Merge, readOnly bool) *call {
-	masters := s.srv.router.Masters()
+	return s.toNodes(c, s.srv.router.Masters(), frame, merge, readOnly)
+}
+
+// toNodes sends frame to each of the nodes and merges the replies.
+func (s *session) toNodes(c *call, masters []string, frame []byte, merge command.Merge, readOnly bool) *call {
 	if len(masters) == 0 {
 		return c.fail("CLUSTERDOWN proxy: cluster topology not loaded yet")
 	}

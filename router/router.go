@@ -260,6 +260,25 @@ func (r *Router) MastersBySlot() []string {
 	return out
 }
 
+// Nodes returns the addresses of every node in the current topology:
+// masters, then replicas.
+func (r *Router) Nodes() []string {
+	t := r.topo.Load()
+	if t == nil {
+		return nil
+	}
+	var out []string
+	for _, sh := range t.shards {
+		out = append(out, sh.Master.Addr)
+	}
+	for _, sh := range t.shards {
+		for _, rep := range sh.Replicas {
+			out = append(out, rep.Addr)
+		}
+	}
+	return out
+}
+
 // MasterOf returns the address of the master serving slot, or "".
 func (r *Router) MasterOf(slot int) string {
 	t := r.topo.Load()

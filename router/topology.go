@@ -68,7 +68,10 @@ func fromShards(in []redis.ClusterShard, tlsPorts bool) []Shard {
 			switch {
 			case n.Role == "master" && n.Health != "fail" && !masterOK:
 				sh.Master, masterOK = info, true
-			case n.Role != "master" && n.Health == "online":
+			case n.Role != "master" && n.Health != "fail":
+				// Redis 7.0 reports a replica whose replication offset is
+				// still 0 as "loading" even when it is up; only "fail" means
+				// it cannot be reached.
 				sh.Replicas = append(sh.Replicas, info)
 			}
 		}

@@ -107,10 +107,14 @@ const (
 	Scan
 	// Unsupported commands are refused with Reason.
 	Unsupported
+	// AllNodes commands are sent to every node, replicas included; the
+	// replies are merged as Merge says (CONFIG SET: OK only if every node
+	// accepted it, else the first error).
+	AllNodes
 )
 
 var policyNames = [...]string{"Forward", "Local", "Split", "AllMasters", "Blocking",
-	"Transaction", "PubSub", "Scan", "Unsupported"}
+	"Transaction", "PubSub", "Scan", "Unsupported", "AllNodes"}
 
 // String returns the policy's Go name.
 func (p Policy) String() string {

@@ -213,7 +213,9 @@ var overrides = map[string]override{
 	// client that persistence runs; per-node detail needs the node itself.
 	// CONFIG GET stays Forward: settings are normally alike on every node
 	// (per-node ones such as port answer for one master).
-	"config|set":       {policy: Unsupported, reason: whyConfig},
+	// CONFIG SET goes to every node, replicas included, so that a setting
+	// survives a failover; OK only if every node took it.
+	"config|set":       {policy: AllNodes, merge: AllOK},
 	"config|rewrite":   {policy: Unsupported, reason: whyConfig},
 	"config|resetstat": {policy: Unsupported, reason: whyConfig},
 	// ACL CAT, GENPASS and HELP are alike everywhere: Forward.

@@ -201,7 +201,7 @@ func TestOverridesCoverRedis70(t *testing.T) {
 		if (o.policy == Split) != (o.keyStep > 0) {
 			t.Errorf("override %q: policy %v with key step %d", name, o.policy, o.keyStep)
 		}
-		if (o.policy == Split || o.policy == AllMasters) != (o.merge != NoMerge) {
+		if (o.policy == Split || o.policy == AllMasters || o.policy == AllNodes) != (o.merge != NoMerge) {
 			t.Errorf("override %q: policy %v with merge %v", name, o.policy, o.merge)
 		}
 	}
