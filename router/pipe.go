@@ -131,7 +131,7 @@ func (p *pipe) writeLoop() {
 				w.kill(ErrClosed)
 				p.teardown(w)
 			}
-			p.drain(ErrClosed)
+			p.failQueued(ErrClosed) // no sender can add to the queue any more
 			return
 		}
 		if w == nil {
@@ -260,9 +260,6 @@ func (p *pipe) failQueued(err error) {
 		}
 	}
 }
-
-// drain fails the queue after close: no sender can add to it any more.
-func (p *pipe) drain(err error) { p.failQueued(err) }
 
 func (p *pipe) dial() (*wire, error) {
 	conn, rd, err := dialNode(p.opts, p.addr, p.proto)

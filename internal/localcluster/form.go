@@ -181,16 +181,9 @@ func (c *Cluster) checkHealthy(ctx context.Context, exact bool) error {
 	var ref string
 	var refNode *Node
 	for _, n := range running {
-		cl, err := c.client(n.Addr)
+		info, err := c.stateOK(ctx, n)
 		if err != nil {
-			return stopPolling{err}
-		}
-		info, err := cl.ClusterInfo(ctx).Result()
-		if err != nil {
-			return fmt.Errorf("%s: cluster info: %w", n.Addr, err)
-		}
-		if v := infoField(info, "cluster_state"); v != "ok" {
-			return fmt.Errorf("%s: cluster_state:%s", n.Addr, v)
+			return err
 		}
 		if v := infoField(info, "cluster_slots_assigned"); v != strconv.Itoa(SlotCount) {
 			return fmt.Errorf("%s: cluster_slots_assigned:%s", n.Addr, v)
@@ -242,6 +235,10 @@ func (c *Cluster) checkHealthy(ctx context.Context, exact bool) error {
 			master := findID(entries, me.masterID)
 			if master == nil || !isRunning[master.port] {
 				continue
+			}
+			cl, err := c.client(n.Addr)
+			if err != nil {
+				return stopPolling{err}
 			}
 			repl, err := cl.Info(ctx, "replication").Result()
 			if err != nil {
@@ -482,4 +479,21 @@ func (c *Cluster) addrOf(port int) string {
 		}
 	}
 	return net.JoinHostPort(c.opts.Host, strconv.Itoa(port))
+}
+
+// stateOK returns n's CLUSTER INFO when it reports cluster_state:ok, else an
+// error (stopPolling when n cannot be reached at all).
+func (c *Cluster) stateOK(ctx context.Context, n *Node) (string, error) {
+	cl, err := c.client(n.Addr)
+	if err != nil {
+		return "", stopPolling{err}
+	}
+	info, err := cl.ClusterInfo(ctx).Result()
+	if err != nil {
+		return "", fmt.Errorf("%s: cluster info: %w", n.Addr, err)
+	}
+	if v := infoField(info, "cluster_state"); v != "ok" {
+		return "", fmt.Errorf("%s: cluster_state:%s", n.Addr, v)
+	}
+	return info, nil
 }

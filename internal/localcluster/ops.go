@@ -206,16 +206,8 @@ func (c *Cluster) failover(ctx context.Context, masterAddr string) (string, erro
 // sees the node with client port owner as the master of all slots.
 func (c *Cluster) checkOwners(ctx context.Context, slots [][2]int, owner int) error {
 	for _, n := range c.runningNodes() {
-		cl, err := c.client(n.Addr)
-		if err != nil {
-			return stopPolling{err}
-		}
-		info, err := cl.ClusterInfo(ctx).Result()
-		if err != nil {
-			return fmt.Errorf("%s: cluster info: %w", n.Addr, err)
-		}
-		if v := infoField(info, "cluster_state"); v != "ok" {
-			return fmt.Errorf("%s: cluster_state:%s", n.Addr, v)
+		if _, err := c.stateOK(ctx, n); err != nil {
+			return err
 		}
 		entries, err := c.clusterNodes(ctx, n)
 		if err != nil {
