@@ -128,3 +128,52 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestWait: WAIT and WAITAOF count acknowledgements of this client's writes
+// on every master it wrote to, without holding up the shared pipelines.
+func TestWait(t *testing.T) {
+	p := startProxy(t, shared, proxy.Config{}, router.Options{})
+	ctx := context.Background()
+	c := p.client(t, 2)
+	other := p.client(t, 2)
+	for _, k := range keysOnEveryMaster(t, p, "wait", 12) {
+		if err := c.Set(ctx, k, "v", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := c.Wait(ctx, 1, 2*time.Second).Result(); err != nil || n != 1 {
+		t.Fatalf("WAIT 1 = %d, %v", n, err)
+	}
+	// Two replicas are asked for, each master has one: the timeout is
+	// honoured and the least count is the answer.
+	c.Set(ctx, "wait:again", "v", 0)
+	start := time.Now()
+	res := make(chan int64, 1)
+	go func() { res <- c.Wait(ctx, 2, 400*time.Millisecond).Val() }()
+	time.Sleep(50 * time.Millisecond)
+	if err := other.Set(ctx, "wait:side", "x", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if side := time.Since(start); side > 300*time.Millisecond {
+		t.Fatalf("a plain SET waited %v behind a WAIT", side)
+	}
+	if n := <-res; n != 1 {
+		t.Fatalf("WAIT 2 = %d, want 1", n)
+	}
+	if d := time.Since(start); d < 350*time.Millisecond {
+		t.Fatalf("WAIT 2 400ms returned after %v", d)
+	}
+	// WAITAOF exists from Redis 7.2: the proxy knows it when the nodes do.
+	node := redis.NewClient(&redis.Options{Addr: shared.Addrs()[0]})
+	defer node.Close()
+	info, _ := node.Do(ctx, "COMMAND", "INFO", "WAITAOF").Slice()
+	hasWaitAOF := len(info) == 1 && info[0] != nil
+	c.Set(ctx, "wait:aof", "v", 0)
+	v, err := c.Do(ctx, "WAITAOF", "1", "1", "2000").Slice()
+	switch {
+	case hasWaitAOF && (err != nil || len(v) != 2 || v[0] != int64(1) || v[1] != int64(1)):
+		t.Fatalf("WAITAOF = %v, %v", v, err)
+	case !hasWaitAOF && (err == nil || !strings.Contains(err.Error(), "unknown command 'WAITAOF'")):
+		t.Fatalf("WAITAOF on nodes without it: %v, %v", v, err)
+	}
+}

@@ -83,6 +83,7 @@ type Server struct {
 	started time.Time
 
 	scripts scriptCache
+	tags    slotTags
 
 	nextID  atomic.Int64
 	clients atomic.Int64

@@ -26,6 +26,8 @@ type call struct {
 	blockDone chan struct{}
 	// evalsha is the SHA1 argument of an EVALSHA, to heal NOSCRIPT.
 	evalsha []byte
+	// wait is a WAIT/WAITAOF, run by the writer like a blocking command.
+	wait *waitCall
 	// name and start feed the command metrics; name is empty for frames
 	// that answer no command (pub/sub messages).
 	name  string
@@ -36,7 +38,7 @@ func newCall() *call { return &call{req: router.NewRequest()} }
 
 func (c *call) reset() {
 	c.req.Reset()
-	c.routed, c.quit, c.fan, c.block, c.blockDone, c.evalsha, c.name = false, false, nil, false, nil, nil, ""
+	c.routed, c.quit, c.fan, c.block, c.blockDone, c.evalsha, c.name, c.wait = false, false, nil, false, nil, nil, "", nil
 	if cap(c.reply) > 4096 {
 		c.reply = nil // do not pin large local replies in the pool
 	}
@@ -65,9 +67,10 @@ type session struct {
 	// Fields below are owned by the reader goroutine.
 	proto  int
 	authed bool
-	keys   []int // scratch for key indexes
-	tx     *tx   // WATCH/MULTI state; nil outside a transaction
-	subs   *subs // pub/sub state; nil until the first subscription
+	keys   []int            // scratch for key indexes
+	tx     *tx              // WATCH/MULTI state; nil outside a transaction
+	subs   *subs            // pub/sub state; nil until the first subscription
+	wrote  map[int]struct{} // slots written since the last WAIT
 
 	name    atomic.Pointer[string] // CLIENT SETNAME; read by CLIENT LIST of other sessions
 	stopped atomic.Bool            // Shutdown asked the reader to stop
@@ -85,6 +88,7 @@ func newSession(srv *Server, conn net.Conn, id int64) *session {
 		authed:  srv.cfg.Password == "",
 		keys:    make([]int, 0, 16),
 		gone:    make(chan struct{}),
+		wrote:   map[int]struct{}{},
 	}
 }
 
@@ -135,7 +139,7 @@ func (s *session) readLoop() {
 			return
 		}
 		c := s.dispatch(cmd)
-		if c.block {
+		if c.block || c.wait != nil {
 			// Like Redis, read nothing more from a blocked client: later
 			// commands wait until the blocking one returns. The client is
 			// still watched, so that leaving releases the node connection.
@@ -237,6 +241,10 @@ func (s *session) answer(c *call) bool {
 
 // finish waits for c's reply (following redirections) or merges its parts.
 func (s *session) finish(c *call) {
+	if c.wait != nil {
+		s.runWait(c)
+		return
+	}
 	if c.block {
 		s.srv.router.Block(c.req, s.gone)
 		return
@@ -384,6 +392,9 @@ func (s *session) forward(c *call, spec *command.Spec, cmd resp.Command) *call {
 	case msg != "":
 		return c.fail(msg)
 	}
+	if slot >= 0 && spec.Flags&command.Write != 0 {
+		s.wrote[slot] = struct{}{} // for WAIT
+	}
 	return s.send(c, cmd.Raw, slot, spec.Flags&command.ReadOnly != 0)
 }
 
@@ -391,8 +402,7 @@ func (s *session) forward(c *call, spec *command.Spec, cmd resp.Command) *call {
 // dedicated node connection.
 func (s *session) blocking(c *call, spec *command.Spec, cmd resp.Command) *call {
 	if spec.Name == "wait" || spec.Name == "waitaof" {
-		s.srv.obs.Unsupported(spec.Name)
-		return c.fail("ERR command '" + spec.Name + "' is not supported by the proxy yet: replication acknowledgements are counted per node connection, and the proxy shares those between clients")
+		return s.wait(c, spec.Name, cmd.Raw)
 	}
 	slot, _, msg := s.slotOf(spec, cmd.Args)
 	if msg != "" {

@@ -55,6 +55,9 @@ func (s *session) split(c *call, spec *command.Spec, args [][]byte, keys []int) 
 	readOnly := spec.Flags&command.ReadOnly != 0
 	for i := range groups {
 		g := &groups[i]
+		if spec.Flags&command.Write != 0 {
+			s.wrote[g.slot] = struct{}{} // for WAIT
+		}
 		frame := resp.AppendArrayHeader(make([]byte, 0, 32+16*len(g.args)), 1+len(g.args))
 		frame = resp.AppendBulk(frame, args[0])
 		for _, a := range g.args {

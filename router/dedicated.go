@@ -83,11 +83,34 @@ func (d *Dedicated) Abort() {
 	d.conn.Close()
 }
 
+// Watch aborts the connection if abort is closed before the returned stop
+// is called. stop waits for the watcher to end, so after it the connection
+// is either aborted or safe to Release.
+func (d *Dedicated) Watch(abort <-chan struct{}) (stop func()) {
+	quit := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		select {
+		case <-abort:
+			d.Abort()
+		case <-quit:
+		}
+	}()
+	return func() {
+		close(quit)
+		<-exited
+	}
+}
+
 // Release returns a healthy connection to its node's idle pool, or closes it.
 // A connection must not be released while it holds state (an open MULTI or
 // WATCH): use Close then, or reset the state first.
 func (d *Dedicated) Release() {
-	if d.broken {
+	d.mu.Lock()
+	aborted := d.aborted
+	d.mu.Unlock()
+	if d.broken || aborted {
 		d.conn.Close()
 		return
 	}
@@ -164,16 +187,9 @@ func (r *Router) Block(req *Request, abort <-chan struct{}) {
 			continue
 		}
 		req.node = n
-		stop := make(chan struct{})
-		go func() {
-			select {
-			case <-abort:
-				d.Abort()
-			case <-stop:
-			}
-		}()
+		stop := d.Watch(abort)
 		req.Reply, req.Err = d.Do(req.Frame, req.asking)
-		close(stop)
+		stop()
 		d.Release()
 		if req.Err != nil {
 			return // written: it may have been applied (or the client left)
