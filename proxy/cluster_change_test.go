@@ -178,6 +178,10 @@ func TestFailoverMOVED(t *testing.T) {
 	c := p.client(t, 3)
 	keys := keysOnEveryMaster(t, p, "fo", 60)
 
+	sha, err := c.ScriptLoad(ctx, "return redis.call('GET', KEYS[1])").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
 	w := runWriter(p.client(t, 3), keys)
 	time.Sleep(200 * time.Millisecond)
 	masters, err := cl.MasterAddrs(ctx)
@@ -198,5 +202,12 @@ func TestFailoverMOVED(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond)
 	w.check(t, ctx, c)
+	// The script loaded before the failover runs on every key afterwards,
+	// the promoted master's included (NOSCRIPT is healed if it lacks it).
+	for _, k := range keys {
+		if err := c.EvalSha(ctx, sha, []string{k}).Err(); err != nil && err != redis.Nil {
+			t.Fatalf("EVALSHA on %s after failover: %v", k, err)
+		}
+	}
 	t.Logf("ops=%d moved=%d clusterdown=%d", w.ops.Load(), obs.get("moved"), obs.get("clusterdown"))
 }

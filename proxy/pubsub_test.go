@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -87,11 +88,17 @@ func TestPubSub(t *testing.T) {
 // subscription; the proxy subscribes again after the failover and the
 // client keeps receiving messages.
 func TestPubSubSurvivesNodeLoss(t *testing.T) {
+	for _, proto := range []int{2, 3} {
+		t.Run(fmt.Sprintf("resp%d", proto), func(t *testing.T) { pubSubSurvivesNodeLoss(t, proto) })
+	}
+}
+
+func pubSubSurvivesNodeLoss(t *testing.T, proto int) {
 	cl := testcluster.Start(t)
 	p := startProxy(t, cl, proxy.Config{}, router.Options{})
 	ctx := context.Background()
-	c := p.client(t, 3)
-	pub := p.client(t, 3)
+	c := p.client(t, proto)
+	pub := p.client(t, proto)
 	sub := c.Subscribe(ctx, "ps:survive")
 	if _, err := sub.Receive(ctx); err != nil {
 		t.Fatal(err)
