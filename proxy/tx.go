@@ -19,7 +19,10 @@ type tx struct {
 	queued  bool     // MULTI has been sent on conn
 	aborted bool     // an error while queuing: EXEC answers EXECABORT
 	held    [][]byte // keyless commands queued before the node was known
+	lost    bool     // the connection broke inside MULTI: only EXEC/DISCARD end it
 }
+
+const txLost = "ERR proxy: the transaction was aborted: the connection to the node was lost"
 
 const execAbort = "EXECABORT Transaction discarded because of previous errors."
 
@@ -35,6 +38,9 @@ func (s *session) transaction(c *call, spec *command.Spec, cmd resp.Command) *ca
 		s.tx = &tx{slot: -1}
 	}
 	t := s.tx
+	if t.lost && spec.Name != "exec" && spec.Name != "discard" {
+		return c.fail(txLost)
+	}
 	switch spec.Name {
 	case "multi":
 		if t.multi {
@@ -49,7 +55,7 @@ func (s *session) transaction(c *call, spec *command.Spec, cmd resp.Command) *ca
 		if !t.multi {
 			return c.fail("ERR DISCARD without MULTI")
 		}
-		if t.queued {
+		if t.queued && !t.lost {
 			s.txDo(c, cmd.Raw) // DISCARD on the node also forgets WATCH
 		} else {
 			c.reply = resp.AppendOK(c.reply)
@@ -124,7 +130,7 @@ func (s *session) exec(c *call) *call {
 	}
 	switch {
 	case t.aborted:
-		if t.queued {
+		if t.queued && !t.lost {
 			d := s.srv.getCall()
 			s.txDo(d, []byte("*1\r\n$7\r\nDISCARD\r\n"))
 			s.srv.putCall(d)
@@ -156,14 +162,22 @@ func (s *session) exec(c *call) *call {
 }
 
 // txDo sends frame on the pinned connection and puts the reply in c. On a
-// connection error the transaction ends and c answers why; it returns false.
+// connection error c answers why and it returns false: outside MULTI the
+// state ends (WATCH is lost with the connection); inside MULTI the session
+// stays in an aborted transaction, so that the commands the client still
+// believes queued are refused rather than run, until EXEC or DISCARD.
 func (s *session) txDo(c *call, frame []byte) bool {
-	reply, err := s.tx.conn.Do(frame, false)
+	t := s.tx
+	reply, err := t.conn.Do(frame, false)
 	if err != nil {
 		c.reply = append(c.reply[:0], errorReply(err)...)
-		s.tx.conn.Close()
-		s.tx.conn = nil
-		s.endTx(false)
+		t.conn.Close()
+		t.conn = nil
+		if t.multi {
+			t.aborted, t.lost = true, true
+		} else {
+			s.endTx(false)
+		}
 		return false
 	}
 	c.reply = append(c.reply[:0], reply...)

@@ -118,3 +118,50 @@ func TestTransactions(t *testing.T) {
 		t.Fatalf("committed value %q", v)
 	}
 }
+
+// TestTransactionConnectionLost: when the node connection of an open MULTI
+// breaks, nothing the client sends until EXEC/DISCARD is run, and EXEC
+// answers EXECABORT.
+func TestTransactionConnectionLost(t *testing.T) {
+	p := startProxy(t, shared, proxy.Config{}, router.Options{})
+	ctx := context.Background()
+	raw := dialRaw(t, p.Addr)
+	raw.do(t, "MULTI")
+	if got := raw.do(t, "SET", "{txl}a", "1"); got != "+QUEUED\r\n" {
+		t.Fatalf("SET: %q", got)
+	}
+	owner, err := shared.SlotOwner(ctx, router.Slot([]byte("{txl}a")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := redis.NewClient(&redis.Options{Addr: owner})
+	defer node.Close()
+	killed := 0
+	for _, line := range strings.Split(node.ClientList(ctx).Val(), "\n") {
+		if strings.Contains(line, " flags=x ") {
+			id := strings.TrimPrefix(strings.Fields(line)[0], "id=")
+			if err := node.Do(ctx, "CLIENT", "KILL", "ID", id).Err(); err != nil {
+				t.Fatal(err)
+			}
+			killed++
+		}
+	}
+	if killed != 1 {
+		t.Fatalf("found %d connections in MULTI on the node", killed)
+	}
+	if got := raw.do(t, "SET", "{txl}b", "2"); !strings.HasPrefix(got, "-ERR proxy: connection to the node was lost") {
+		t.Fatalf("SET after the connection broke: %q", got)
+	}
+	if got := raw.do(t, "SET", "{txl}c", "3"); !strings.HasPrefix(got, "-ERR proxy: the transaction was aborted") {
+		t.Fatalf("SET in the aborted transaction: %q", got)
+	}
+	if got := raw.do(t, "EXEC"); !strings.HasPrefix(got, "-EXECABORT") {
+		t.Fatalf("EXEC: %q", got)
+	}
+	if got := raw.do(t, "EXISTS", "{txl}a", "{txl}b", "{txl}c"); got != ":0\r\n" {
+		t.Fatalf("something of the aborted transaction was applied: EXISTS = %q", got)
+	}
+	if got := raw.do(t, "SET", "{txl}d", "4"); got != "+OK\r\n" {
+		t.Fatalf("SET after the aborted transaction: %q", got)
+	}
+}
