@@ -5,8 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterproxy/clusterproxy/internal/testcluster"
+	"github.com/clusterproxy/clusterproxy/router"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -165,4 +171,66 @@ func TestDevModeLifecycle(t *testing.T) {
 			t.Fatalf("after restart GET = %q, %v", v, err)
 		}
 	})
+}
+
+// TestReadyzFollowsCoverage: /readyz answers 503 once a shard's master and
+// replica are both gone (its slots have no master), and ready again when
+// they are back.
+func TestReadyzFollowsCoverage(t *testing.T) {
+	cl := testcluster.Start(t)
+	rt, err := router.New(router.Options{Seeds: cl.Addrs(), RefreshInterval: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := rt.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	srv := httptest.NewServer(opsHandler(rt, prometheus.NewRegistry(), false))
+	defer srv.Close()
+	status := func() int {
+		res, err := http.Get(srv.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	waitStatus := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for status() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("/readyz never answered %d (slots covered %d)", want, rt.SlotsCovered())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitStatus(http.StatusOK)
+	masters, err := cl.MasterAddrs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replicas, err := cl.ReplicasOf(ctx, masters[0])
+	if err != nil || len(replicas) == 0 {
+		t.Fatalf("replicas of %s: %v %v", masters[0], replicas, err)
+	}
+	for _, a := range append([]string{masters[0]}, replicas...) {
+		if err := cl.KillNode(a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitStatus(http.StatusServiceUnavailable)
+	if n := rt.SlotsCovered(); n >= router.SlotCount {
+		t.Fatalf("slots covered %d with a shard down", n)
+	}
+	for _, a := range append([]string{masters[0]}, replicas...) {
+		if err := cl.RestartNode(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitStatus(http.StatusOK)
 }
