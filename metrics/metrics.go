@@ -24,6 +24,7 @@ type Metrics struct {
 	unsupported      *prometheus.CounterVec
 	authFailures     prometheus.Counter
 	slowSubscribers  prometheus.Counter
+	gateway          *prometheus.CounterVec
 
 	byName sync.Map // command name → *commandMetrics, so the hot path skips label hashing
 }
@@ -66,6 +67,9 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 			Name: "clusterproxy_auth_failures_total", Help: "Failed client authentications."}),
 		slowSubscribers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "clusterproxy_slow_subscribers_disconnected_total", Help: "Pub/sub clients disconnected because their output queue was full."}),
+		gateway: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clusterproxy_gateway_events_total", Help: "Outcomes of gateway commands, by family (ratelimit, cache, context) and event (allowed, limited, hit, miss, fill, wait, trim, ...)."},
+			[]string{"family", "event"}),
 	}
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "clusterproxy_build_info", Help: "Always 1; the version label tells the build.",
@@ -74,7 +78,7 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 	var errs []error
 	for _, c := range []prometheus.Collector{m.clientConns, m.clientConnsTotal, m.commands, m.duration,
 		m.redirections, m.refreshes, m.slotsCovered, m.protocolErrors, m.unsupported, m.authFailures,
-		m.slowSubscribers, build} {
+		m.slowSubscribers, m.gateway, build} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}
@@ -124,6 +128,9 @@ func (m *Metrics) AuthFailure() { m.authFailures.Inc() }
 
 // SlowSubscriber counts a pub/sub client disconnected for not reading.
 func (m *Metrics) SlowSubscriber() { m.slowSubscribers.Inc() }
+
+// GatewayEvent counts one outcome of a gateway command.
+func (m *Metrics) GatewayEvent(family, event string) { m.gateway.WithLabelValues(family, event).Inc() }
 
 // Redirected implements router.Observer.
 func (m *Metrics) Redirected(kind string) { m.redirections.WithLabelValues(kind).Inc() }

@@ -16,6 +16,10 @@ type Observer interface {
 	Unsupported(name string)
 	AuthFailure()
 	SlowSubscriber()
+	// GatewayEvent counts one outcome of a gateway command: family is
+	// "ratelimit", "cache" or "context"; event is the outcome ("allowed",
+	// "limited", "hit", "miss", "fill", "wait", "trim", ...).
+	GatewayEvent(family, event string)
 }
 
 type nopObserver struct{}
@@ -27,3 +31,4 @@ func (nopObserver) ProtocolError()                          {}
 func (nopObserver) Unsupported(string)                      {}
 func (nopObserver) AuthFailure()                            {}
 func (nopObserver) SlowSubscriber()                         {}
+func (nopObserver) GatewayEvent(string, string)             {}

@@ -51,6 +51,15 @@ type Config struct {
 	Logger *slog.Logger
 	// Observer receives client-side events for metrics. Default none.
 	Observer Observer
+
+	// GatewayTimeout bounds one gateway command (rate limit, cache,
+	// context), a cache lookup that waits for another caller's fill
+	// included. Default 30s.
+	GatewayTimeout time.Duration
+	// RateLimit, Cache and Context configure the gateway command families.
+	RateLimit RateLimitConfig
+	Cache     CacheConfig
+	Context   ContextConfig
 }
 
 func (c Config) withDefaults() Config {
@@ -69,6 +78,9 @@ func (c Config) withDefaults() Config {
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}
+	if c.GatewayTimeout <= 0 {
+		c.GatewayTimeout = 30 * time.Second
+	}
 	return c
 }
 
@@ -84,6 +96,12 @@ type Server struct {
 
 	scripts scriptCache
 	tags    slotTags
+
+	// scripter runs the gateway packages' scripts through the router;
+	// gateway maps gateway command names to their handlers (read-only
+	// after New).
+	scripter *routerScripter
+	gateway  map[string]gatewayFunc
 
 	nextID  atomic.Int64
 	clients atomic.Int64
@@ -114,6 +132,10 @@ func New(cfg Config, r *router.Router, t *command.Table) (*Server, error) {
 	}
 	s.calls.New = func() any { return newCall() }
 	s.setNodeID("")
+	s.scripter = &routerScripter{r: r, conn: -1}
+	if err := s.addGateway(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"net"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,8 @@ type call struct {
 	evalsha []byte
 	// wait is a WAIT/WAITAOF, run by the writer like a blocking command.
 	wait *waitCall
+	// gw is a gateway command running on its own goroutine.
+	gw *gwCall
 	// name and start feed the command metrics; name is empty for frames
 	// that answer no command (pub/sub messages).
 	name  string
@@ -38,7 +41,7 @@ func newCall() *call { return &call{req: router.NewRequest()} }
 
 func (c *call) reset() {
 	c.req.Reset()
-	c.routed, c.quit, c.fan, c.block, c.blockDone, c.evalsha, c.name, c.wait = false, false, nil, false, nil, nil, "", nil
+	c.routed, c.quit, c.fan, c.block, c.blockDone, c.evalsha, c.name, c.wait, c.gw = false, false, nil, false, nil, nil, "", nil, nil
 	if cap(c.reply) > 4096 {
 		c.reply = nil // do not pin large local replies in the pool
 	}
@@ -63,6 +66,9 @@ type session struct {
 	// itself (see readLoop).
 	queued atomic.Int32
 	gone   chan struct{} // closed when the reader stops: aborts a blocked command
+	// ctx ends when the reader stops, like gone: it bounds gateway commands.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	// Fields below are owned by the reader goroutine.
 	proto  int
@@ -77,7 +83,10 @@ type session struct {
 }
 
 func newSession(srv *Server, conn net.Conn, id int64) *session {
+	ctx, cancel := context.WithCancel(context.Background())
 	return &session{
+		ctx:     ctx,
+		cancel:  cancel,
 		srv:     srv,
 		conn:    conn,
 		id:      id,
@@ -113,6 +122,7 @@ func (s *session) run() {
 func (s *session) readLoop() {
 	defer close(s.pending)
 	defer close(s.gone)
+	defer s.cancel()
 	defer s.endTx(false) // an open transaction's connection holds state: close it
 	defer func() {
 		if s.subs != nil {
@@ -249,6 +259,11 @@ func (s *session) finish(c *call) {
 		s.srv.router.Block(c.req, s.gone)
 		return
 	}
+	if c.gw != nil {
+		<-c.gw.done
+		c.reply = c.gw.reply
+		return
+	}
 	if c.routed {
 		s.srv.router.Wait(c.req)
 		if c.evalsha != nil {
@@ -323,6 +338,10 @@ func (s *session) dispatch(cmd resp.Command) *call {
 	if s.subs != nil && s.proto == resp.RESP2 && !pubsubAllowed(spec.Name) && s.subs.count() > 0 {
 		return c.fail("ERR Can't execute '" + spec.Name + "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
 	}
+	if spec.Policy == command.Gateway && s.tx != nil && s.tx.multi {
+		s.tx.aborted = true
+		return c.fail("ERR '" + spec.Name + "' is a proxy gateway command and cannot run inside MULTI")
+	}
 	if s.inTx(spec) {
 		return s.transaction(c, spec, cmd)
 	}
@@ -353,6 +372,8 @@ func (s *session) dispatch(cmd resp.Command) *call {
 			s.srv.scripts.remember(args[2])
 		}
 		return s.allMasters(c, cmd.Raw, spec.Merge, spec.Flags&command.ReadOnly != 0)
+	case command.Gateway:
+		return s.gateway(c, spec, args)
 	case command.Unsupported:
 		s.srv.obs.Unsupported(spec.Name)
 		return c.fail("ERR command '" + spec.Name + "' is not supported by the proxy: " + spec.Reason)

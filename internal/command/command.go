@@ -111,10 +111,15 @@ const (
 	// replies are merged as Merge says (CONFIG SET: OK only if every node
 	// accepted it, else the first error).
 	AllNodes
+	// Gateway commands (rate limits, response cache, conversation context)
+	// are answered by the proxy calling a domain package, which runs one
+	// script on one slot through the router. They are not Redis commands:
+	// the proxy adds their specs to the table itself (Table.Add).
+	Gateway
 )
 
 var policyNames = [...]string{"Forward", "Local", "Split", "AllMasters", "Blocking",
-	"Transaction", "PubSub", "Scan", "Unsupported", "AllNodes"}
+	"Transaction", "PubSub", "Scan", "Unsupported", "AllNodes", "Gateway"}
 
 // String returns the policy's Go name.
 func (p Policy) String() string {
