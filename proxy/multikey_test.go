@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,6 +27,14 @@ func TestCrossSlotMultiKey(t *testing.T) {
 		}
 		if err := c.MSet(ctx, pairs...).Err(); err != nil {
 			t.Fatal(err)
+		}
+		// A few keys (slots found by a linear scan), repeated and shuffled.
+		small, err := c.MGet(ctx, keys[7], keys[3], keys[7], "mk:missing", keys[1], keys[3]).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []any{"v7", "v3", "v7", nil, "v1", "v3"}; !reflect.DeepEqual(small, want) {
+			t.Fatalf("small MGET = %v, want %v", small, want)
 		}
 		// MGET in a shuffled order with a missing key and a repeat: replies
 		// follow the request's positions.

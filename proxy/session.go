@@ -73,10 +73,10 @@ type session struct {
 	// Fields below are owned by the reader goroutine.
 	proto  int
 	authed bool
-	keys   []int            // scratch for key indexes
-	tx     *tx              // WATCH/MULTI state; nil outside a transaction
-	subs   *subs            // pub/sub state; nil until the first subscription
-	wrote  map[int]struct{} // slots written since the last WAIT
+	keys   []int   // scratch for key indexes
+	tx     *tx     // WATCH/MULTI state; nil outside a transaction
+	subs   *subs   // pub/sub state; nil until the first subscription
+	wrote  slotSet // slots written since the last WAIT
 
 	name    atomic.Pointer[string] // CLIENT SETNAME; read by CLIENT LIST of other sessions
 	stopped atomic.Bool            // Shutdown asked the reader to stop
@@ -97,7 +97,6 @@ func newSession(srv *Server, conn net.Conn, id int64) *session {
 		authed:  srv.cfg.Password == "",
 		keys:    make([]int, 0, 16),
 		gone:    make(chan struct{}),
-		wrote:   map[int]struct{}{},
 	}
 }
 
@@ -414,7 +413,7 @@ func (s *session) forward(c *call, spec *command.Spec, cmd resp.Command) *call {
 		return c.fail(msg)
 	}
 	if slot >= 0 && spec.Flags&command.Write != 0 {
-		s.wrote[slot] = struct{}{} // for WAIT
+		s.wrote.add(slot) // for WAIT
 	}
 	return s.send(c, cmd.Raw, slot, spec.Flags&command.ReadOnly != 0)
 }

@@ -23,50 +23,100 @@ type fanout struct {
 	custom func(replies [][]byte) []byte
 }
 
-// group is one slot's part of a split command, being built.
-type group struct {
-	slot int
-	args [][]byte
-	pos  []int32
-}
+// maxLinearGroups is how many slot groups split finds by a linear scan
+// before it builds a map.
+const maxLinearGroups = 16
 
 // split fans a multi-slot command out by slot. keys are the arg indexes of
-// its keys; spec.KeyStep args form one key group (MSET: 2).
+// its keys; spec.KeyStep args form one key group (MSET: 2). Parts keep the
+// keys' order, and all their frames share one buffer.
 func (s *session) split(c *call, spec *command.Spec, args [][]byte, keys []int) *call {
 	step := max(spec.KeyStep, 1)
-	var groups []group
-	index := make(map[int]int, 8) // slot → groups index
+	n := len(keys)
+	// Group the keys by slot, groups in first-seen order: gidx[ord] is the
+	// group of key ord, slots[g] and counts[g] the group's slot and size.
+	gidx := make([]int32, n)
+	var slots []int
+	var counts []int32
+	var index map[int]int32
+	size := 0
 	for ord, ki := range keys {
 		if ki+step > len(args) {
 			return c.fail("ERR wrong number of arguments for '" + spec.Name + "' command")
 		}
 		slot := router.Slot(args[ki])
-		gi, ok := index[slot]
-		if !ok {
-			gi = len(groups)
-			index[slot] = gi
-			groups = append(groups, group{slot: slot})
+		g := int32(-1)
+		if index != nil {
+			if v, ok := index[slot]; ok {
+				g = v
+			}
+		} else {
+			for i, sl := range slots {
+				if sl == slot {
+					g = int32(i)
+					break
+				}
+			}
 		}
-		g := &groups[gi]
-		g.args = append(g.args, args[ki:ki+step]...)
-		g.pos = append(g.pos, int32(ord))
+		if g < 0 {
+			g = int32(len(slots))
+			slots = append(slots, slot)
+			counts = append(counts, 0)
+			if index != nil {
+				index[slot] = g
+			} else if len(slots) > maxLinearGroups {
+				index = make(map[int]int32, 2*len(slots))
+				for i, sl := range slots {
+					index[sl] = int32(i)
+				}
+			}
+		}
+		gidx[ord] = g
+		counts[g]++
+		for _, a := range args[ki : ki+step] {
+			size += len(a) + 16 // "$<len>\r\n" + payload + "\r\n"
+		}
 	}
-	f := &fanout{merge: spec.Merge, nkeys: len(keys)}
+	// Counting sort of the key ordinals by group: order[off[g]:off[g+1]] are
+	// group g's keys, ascending, which is also its ByPosition map.
+	off := make([]int32, len(slots)+1)
+	for g, k := range counts {
+		off[g+1] = off[g] + k
+	}
+	order := make([]int32, n)
+	next := append([]int32(nil), off[:len(slots)]...)
+	for ord, g := range gidx {
+		order[next[g]] = int32(ord)
+		next[g]++
+	}
+	buf := make([]byte, 0, size+len(slots)*(32+len(args[0])))
+	f := &fanout{merge: spec.Merge, nkeys: n, subs: make([]*call, 0, len(slots))}
+	if spec.Merge == command.ByPosition {
+		f.pos = make([][]int32, len(slots))
+	}
 	readOnly := spec.Flags&command.ReadOnly != 0
-	for i := range groups {
-		g := &groups[i]
-		if spec.Flags&command.Write != 0 {
-			s.wrote[g.slot] = struct{}{} // for WAIT
+	write := spec.Flags&command.Write != 0
+	for g, slot := range slots {
+		if write {
+			s.wrote.add(slot) // for WAIT
 		}
-		frame := resp.AppendArrayHeader(make([]byte, 0, 32+16*len(g.args)), 1+len(g.args))
-		frame = resp.AppendBulk(frame, args[0])
-		for _, a := range g.args {
-			frame = resp.AppendBulk(frame, a)
+		ords := order[off[g]:off[g+1]]
+		start := len(buf)
+		buf = resp.AppendArrayHeader(buf, 1+len(ords)*step)
+		buf = resp.AppendBulk(buf, args[0])
+		for _, ord := range ords {
+			ki := keys[ord]
+			for _, a := range args[ki : ki+step] {
+				buf = resp.AppendBulk(buf, a)
+			}
+		}
+		frame := buf[start:len(buf):len(buf)]
+		if f.pos != nil {
+			f.pos[g] = ords
 		}
 		sub := s.srv.getCall()
-		s.send(sub, frame, g.slot, readOnly)
+		s.send(sub, frame, slot, readOnly)
 		f.subs = append(f.subs, sub)
-		f.pos = append(f.pos, g.pos)
 	}
 	c.fan = f
 	return c

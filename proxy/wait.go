@@ -47,13 +47,13 @@ type waitCall struct {
 func (s *session) wait(c *call, name string, raw []byte) *call {
 	w := &waitCall{frame: raw, aof: name == "waitaof"}
 	byMaster := map[string]bool{}
-	for slot := range s.wrote {
+	for _, slot := range s.wrote.slots() {
 		if addr := s.srv.router.MasterOf(slot); addr != "" && !byMaster[addr] {
 			byMaster[addr] = true
 			w.slots = append(w.slots, slot)
 		}
 	}
-	clear(s.wrote)
+	s.wrote.clear()
 	if len(w.slots) == 0 {
 		w.slots = []int{-1} // nothing written: any master answers at once
 	}

@@ -82,7 +82,7 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.Password, "password", "", "`password` clients must give with AUTH (empty: no client authentication)")
 	fs.StringVar(&c.NodeUser, "node-user", "", "ACL `user` for connecting to the nodes (empty: default user)")
 	fs.StringVar(&c.NodePassword, "node-password", "", "`password` for connecting to the nodes (empty: none)")
-	fs.IntVar(&c.ConnsPerNode, "conns-per-node", 2, "multiplexed connections per node (and per RESP version)")
+	fs.IntVar(&c.ConnsPerNode, "conns-per-node", 1, "multiplexed connections per node (and per RESP version); more than 1 only helps when large replies would hold up others")
 	fs.IntVar(&c.MaxClients, "max-clients", 10000, "most client connections at once")
 	fs.IntVar(&c.MaxPipeline, "max-pipeline", 1024, "most commands one client may have in flight before the proxy stops reading from it")
 	fs.Int64Var(&c.MaxBulk, "max-bulk", 512<<20, "largest bulk string a client may send, in bytes")

@@ -49,7 +49,7 @@ func TestConfigPrecedence(t *testing.T) {
 	if cfg.RetryWindow != 9*time.Second { // flag over file
 		t.Errorf("retry-window = %v", cfg.RetryWindow)
 	}
-	if cfg.Password != "from-file" || strings.Join(cfg.Seeds, " ") != "a:1 b:2" || cfg.ConnsPerNode != 2 {
+	if cfg.Password != "from-file" || strings.Join(cfg.Seeds, " ") != "a:1 b:2" || cfg.ConnsPerNode != 1 { // default
 		t.Errorf("cfg = %+v", cfg)
 	}
 }
