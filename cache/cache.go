@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -483,9 +484,11 @@ func (c *Cache) Stats(ctx context.Context, namespace string) (Stats, error) {
 		switch x := e.(type) {
 		case nil:
 		case string:
-			if _, err := fmt.Sscan(x, &n[i]); err != nil {
+			v, err := strconv.ParseInt(x, 10, 64)
+			if err != nil {
 				return Stats{}, fmt.Errorf("cache: stats: bad counter %q", x)
 			}
+			n[i] = v
 		default:
 			return Stats{}, fmt.Errorf("cache: stats: unexpected counter %T", e)
 		}

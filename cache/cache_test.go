@@ -473,6 +473,32 @@ func TestBadKeysAndWrongType(t *testing.T) {
 	if _, err := c.Append(ctx, key3, tok3, []byte("x")); !errors.Is(err, cache.ErrWrongType) {
 		t.Errorf("append with a foreign part key: %v", err)
 	}
+	// Chunks removed behind the cache's back: the stream is lost, never
+	// published short.
+	if err := cc.Del(ctx, key3+":part").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Append(ctx, key3, tok3, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Append(ctx, key3, tok3, []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	if err := cc.Del(ctx, key3+":part").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Append(ctx, key3, tok3, []byte("z")); !errors.Is(err, cache.ErrStreamLost) {
+		t.Errorf("append after the part vanished: %v, want ErrStreamLost", err)
+	}
+	if _, err := c.Commit(ctx, key3, tok3, 0); !errors.Is(err, cache.ErrStreamLost) {
+		t.Errorf("commit after the part vanished: %v, want ErrStreamLost", err)
+	}
+	if r, err := c.Get(ctx, key3); err != nil || r.Status != cache.Wait {
+		t.Errorf("get after a lost stream: %+v, %v", r, err)
+	}
+	if err := c.Abort(ctx, key3, tok3); err != nil {
+		t.Errorf("abort of a lost stream: %v", err)
+	}
 	if err := cc.Set(ctx, "gwc:v1:stats:{wrongtype2}", "x", 0).Err(); err != nil {
 		t.Fatal(err)
 	}

@@ -43,12 +43,12 @@ func TestKeyCanonical(t *testing.T) {
 		}
 	}
 	differ := map[string]string{
-		"temperature": `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"temperature":0.3,"n":1}`,
-		"number text": `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"temperature":0.20,"n":1}`,
-		"content":     `{"model":"gpt-4o","messages":[{"role":"user","content":"hi!"}],"temperature":0.2,"n":1}`,
-		"array order": `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"},{"role":"user","content":"x"}],"temperature":0.2,"n":1}`,
-		"extra param": `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"n":1,"seed":1}`,
-		"user kept":   `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"n":1,"user":"u1"}`,
+		"temperature":        `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"temperature":0.3,"n":1}`,
+		"number text":        `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"temperature":0.20,"n":1}`,
+		"content":            `{"model":"gpt-4o","messages":[{"role":"user","content":"hi!"}],"temperature":0.2,"n":1}`,
+		"array order":        `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"},{"role":"user","content":"x"}],"temperature":0.2,"n":1}`,
+		"extra param":        `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"n":1,"seed":1}`,
+		"user kept":          `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"n":1,"user":"u1"}`,
 		"nested stream kept": `{"model":"gpt-4o","messages":[{"role":"user","content":"hi","stream":true}],"temperature":0.2,"n":1}`,
 	}
 	seen := map[string]string{k: "base"}
