@@ -142,9 +142,11 @@ if tpm > 0 then
   ok = ok and a
 end
 local count = 0
+local conc_refused = false
 if conc > 0 then
   count = redis.call('ZCARD', KEYS[3])
-  ok = ok and count < conc
+  conc_refused = count >= conc
+  ok = ok and not conc_refused
 end
 local function emit(name, lim, x)
   local limited, never = 0, 0
@@ -183,7 +185,7 @@ if rpm > 0 then emit('rpm', rpm, r.rpm) end
 if tpm > 0 then emit('tpm', tpm, r.tpm) end
 if conc > 0 then
   local limited, retry, reset = 0, -1, 0
-  if count >= conc then
+  if conc_refused then
     limited = 1
   end
   if count > 0 then
