@@ -146,6 +146,9 @@ func parseLimits(cmd string, args [][]byte, acquire bool) (ratelimit.Request, []
 		if bad != nil {
 			return req, bad
 		}
+		if (opt == "RPM" || opt == "TPM" || opt == "CONCURRENCY") && v <= 0 {
+			return req, argError(opt + " must be a positive integer")
+		}
 		if opt == "LEASE" && (v <= 0 || v > ratelimit.MaxLeaseTTL.Milliseconds()) {
 			return req, argError("LEASE must be between 1 and " + strconv.FormatInt(ratelimit.MaxLeaseTTL.Milliseconds(), 10) + " ms")
 		}
