@@ -83,7 +83,7 @@ const (
 // ErrUnknownLease.
 var (
 	ErrInvalid      = errors.New("ratelimit: invalid argument")
-	ErrWrongType    = errors.New("ratelimit: key holds the wrong kind of value")
+	ErrWrongType    = errors.New("ratelimit: wrong type")
 	ErrUnknownLease = errors.New("ratelimit: unknown or expired lease")
 )
 

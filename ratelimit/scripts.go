@@ -30,7 +30,7 @@ end
 local function check_type(key, want)
   local t = redis.call('TYPE', key)['ok']
   if t ~= 'none' and t ~= want then
-    return 'WRONGTYPE ratelimit: key ' .. key .. ' holds a ' .. t .. ', not a rate limit ' .. want
+    return 'WRONGTYPE ratelimit: key ' .. key .. ' holds a ' .. t .. ', not a rate-limit ' .. want
   end
   return nil
 end

@@ -132,10 +132,10 @@ func TestThrottleErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
-		name                            string
-		key                             string
+		name                           string
+		key                            string
 		burst, count, period, quantity int64
-		want                            string
+		want                           string
 	}{
 		{"empty key", "", 1, 1, 1, 1, "empty key"},
 		{"long key", strings.Repeat("k", ratelimit.MaxKeyLen+1), 1, 1, 1, 1, "above the maximum"},
