@@ -97,8 +97,6 @@ if allowed then limited = 0 end
 return {limited, L, remaining, retry, ttl}
 `
 
-// The per-minute period of the tenant limits, in µs.
-const minuteUS = 60_000_000
 
 // acquireScript is one RL.ACQUIRE. KEYS: rpm TAT, tpm TAT, leases zset,
 // generation, lease record. ARGV: rpm, tpm, concurrency (0 = no such
