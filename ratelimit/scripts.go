@@ -97,7 +97,6 @@ if allowed then limited = 0 end
 return {limited, L, remaining, retry, ttl}
 `
 
-
 // acquireScript is one RL.ACQUIRE. KEYS: rpm TAT, tpm TAT, leases zset,
 // generation, lease record. ARGV: rpm, tpm, concurrency (0 = no such
 // limit), tokens, lease TTL ms, record TTL ms, lease id. Reply: allowed,
