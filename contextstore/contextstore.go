@@ -70,7 +70,7 @@ type Options struct {
 	// idempotent appends (default 1024, at most 100,000).
 	MaxIDs int64
 	// DefaultTTL is the TTL of a session that was never given one (default
-	// 24h); at least MinTTL, at most MaxTTL.
+	// 24h, or MaxTTL if shorter); at least MinTTL, at most MaxTTL.
 	DefaultTTL time.Duration
 	// MaxTTL is the longest TTL a call may give (default 30 days, at most
 	// 366 days).
@@ -104,7 +104,7 @@ func (o Options) withDefaults() (Options, error) {
 	o.MaxContentBytes, o.MaxMetaBytes = int(content), int(meta)
 	maxTTL, defTTL := int64(o.MaxTTL), int64(o.DefaultTTL)
 	def(&maxTTL, int64(DefaultMaxTTL), int64(CeilingMaxTTL), "MaxTTL")
-	def(&defTTL, int64(DefaultTTL), int64(CeilingMaxTTL), "DefaultTTL")
+	def(&defTTL, min(int64(DefaultTTL), maxTTL), int64(CeilingMaxTTL), "DefaultTTL")
 	o.MaxTTL, o.DefaultTTL = time.Duration(maxTTL), time.Duration(defTTL)
 	if err != nil {
 		return o, err

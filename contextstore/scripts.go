@@ -163,7 +163,7 @@ var clearScript = redis.NewScript(`
 return redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 `)
 
-// pinScript: ARGV payload (” = unpin), tokens, ttl ms (0 = the
+// pinScript: ARGV payload (empty to unpin), tokens, ttl ms (0 = the
 // session's), default ttl ms.
 var pinScript = redis.NewScript(prelude + `
 local err = types(4)
