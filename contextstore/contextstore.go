@@ -384,8 +384,10 @@ type Window struct {
 // chronological order. The first message that does not fit ends the
 // window. When the pinned prompt alone exceeds the budget, it returns an
 // error wrapping ErrPinnedOverBudget. A missing session gives an empty
-// window. It is a read-only script (EVALSHA_RO), so it may run on a
-// replica where the client routes read-only commands there.
+// window. It is a read-only script (EVALSHA_RO): a client that routes
+// read-only commands to replicas (go-redis ReadOnly, RouteByLatency) may
+// miss a message appended just before; the proxy and a default
+// ClusterClient read from the master.
 func (se *Session) Window(ctx context.Context, o WindowOptions) (Window, error) {
 	if o.Budget < 0 {
 		return Window{}, argErr(fmt.Sprintf("budget %d is negative", o.Budget))

@@ -456,6 +456,14 @@ func TestPopLenClear(t *testing.T) {
 	if r.Len != 3 || fmt.Sprint(seqs(w)) != "[0 1 2 4]" {
 		t.Fatalf("after pop: %+v %v", r, seqs(w))
 	}
+	// A message of zero tokens pops too.
+	mustAppend(t, se, contextstore.Message{Role: contextstore.Tool, Tokens: 0}, contextstore.AppendOptions{})
+	if m, ok, err := se.Pop(ctx); err != nil || !ok || m.Tokens != 0 || m.Seq != 5 {
+		t.Fatalf("pop zero tokens: %+v %v %v", m, ok, err)
+	}
+	if l, _ := se.Len(ctx); l.Messages != 3 || l.Tokens != 4 {
+		t.Fatalf("len after zero pop: %+v", l)
+	}
 	if ok, err := se.Clear(ctx); !ok || err != nil {
 		t.Fatalf("clear: %v %v", ok, err)
 	}

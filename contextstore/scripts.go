@@ -150,8 +150,9 @@ local def = int(ARGV[1], 1)
 if not def then return redis.error_reply('ERR contextstore: bad arguments to the pop script') end
 local e = redis.call('RPOP', KEYS[1])
 if not e then return false end
-local t = redis.call('RPOP', KEYS[2])
-redis.call('HINCRBY', KEYS[3], 'tok', -(tonumber(t) or 0))
+local t = tonumber(redis.call('RPOP', KEYS[2])) or 0
+-- Not -0: Redis formats it as "-0", which HINCRBY refuses.
+if t > 0 then redis.call('HINCRBY', KEYS[3], 'tok', -t) end
 local seq = string.match(e, '^(%d+),')
 if seq then redis.call('ZREMRANGEBYSCORE', KEYS[4], seq, seq) end
 refresh(0, def)
