@@ -615,6 +615,9 @@ func parseInt(b []byte) (int64, bool) {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
+		if n > (1<<63)/10 { // n*10 would pass 2^63 (and could wrap)
+			return 0, false
+		}
 		n = n*10 + uint64(c-'0')
 		if n > 1<<63 {
 			return 0, false
