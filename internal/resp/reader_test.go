@@ -222,7 +222,9 @@ func TestParseInt(t *testing.T) {
 			t.Errorf("%s: %d %v", in, n, ok)
 		}
 	}
-	for _, in := range []string{"", "-", "+1", "1 ", "9223372036854775808", "99999999999999999999", "1a"} {
+	// 20-digit values whose multiplication would wrap a uint64 included.
+	for _, in := range []string{"", "-", "+1", "1 ", "9223372036854775808", "99999999999999999999", "1a",
+		"18446744073709551616", "18446744073709551617", "-9223372036854775809", "-99999999999999999999"} {
 		if _, ok := parseInt([]byte(in)); ok {
 			t.Errorf("%q accepted", in)
 		}
