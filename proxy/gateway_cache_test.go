@@ -14,34 +14,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// cacheEvents counts the proxy's gateway events.
-type cacheEvents struct {
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func (o *cacheEvents) ClientConnected()                        {}
-func (o *cacheEvents) ClientDisconnected()                     {}
-func (o *cacheEvents) CommandDone(string, bool, time.Duration) {}
-func (o *cacheEvents) ProtocolError()                          {}
-func (o *cacheEvents) Unsupported(string)                      {}
-func (o *cacheEvents) AuthFailure()                            {}
-func (o *cacheEvents) SlowSubscriber()                         {}
-func (o *cacheEvents) GatewayEvent(family, event string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.n == nil {
-		o.n = map[string]int{}
-	}
-	o.n[family+"/"+event]++
-}
-
-func (o *cacheEvents) get(k string) int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.n[k]
-}
-
 func cacheCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	t.Cleanup(cancel)
@@ -87,7 +59,7 @@ func TestCacheCommandsKey(t *testing.T) {
 }
 
 func TestCacheCommandsSingleFlight(t *testing.T) {
-	obs := &cacheEvents{}
+	obs := &gatewayEvents{}
 	p := startProxy(t, shared, proxy.Config{Observer: obs}, router.Options{})
 	for _, proto := range []int{2, 3} {
 		c := p.client(t, proto)
@@ -139,7 +111,7 @@ func TestCacheCommandsSingleFlight(t *testing.T) {
 			t.Errorf("RESP%d: after SET: %s %v", proto, s, v)
 		}
 	}
-	if obs.get("cache/miss") != 2 || obs.get("cache/wait") != 98 || obs.get("cache/hit") != 2 || obs.get("cache/fill") != 2 {
+	if obs.count("cache/miss") != 2 || obs.count("cache/wait") != 98 || obs.count("cache/hit") != 2 || obs.count("cache/fill") != 2 {
 		t.Errorf("events %v", obs.n)
 	}
 }
@@ -201,7 +173,7 @@ func TestCacheCommandsWaiters(t *testing.T) {
 }
 
 func TestCacheCommandsStream(t *testing.T) {
-	obs := &cacheEvents{}
+	obs := &gatewayEvents{}
 	p := startProxy(t, shared, proxy.Config{Observer: obs}, router.Options{})
 	for _, proto := range []int{2, 3} {
 		c := p.client(t, proto)
@@ -252,7 +224,7 @@ func TestCacheCommandsStream(t *testing.T) {
 			t.Errorf("after DEL: %s", s)
 		}
 	}
-	if obs.get("cache/append") != 10 || obs.get("cache/abort") != 2 || obs.get("cache/del") != 4 {
+	if obs.count("cache/append") != 10 || obs.count("cache/abort") != 2 || obs.count("cache/del") != 4 {
 		t.Errorf("events %v", obs.n)
 	}
 }
@@ -283,7 +255,7 @@ func TestCacheCommandsStats(t *testing.T) {
 }
 
 func TestCacheCommandsErrors(t *testing.T) {
-	obs := &cacheEvents{}
+	obs := &gatewayEvents{}
 	p := startProxy(t, shared, proxy.Config{Observer: obs, Cache: proxy.CacheConfig{MaxValueBytes: 16, MaxChunks: 2}}, router.Options{})
 	c := p.client(t, 3)
 	ctx := cacheCtx(t)
@@ -360,7 +332,7 @@ func TestCacheCommandsErrors(t *testing.T) {
 		t.Errorf("foreign value: %v", err)
 	}
 	// SET, APPEND, COMMIT and ABORT with a foreign token, SET with a spent one.
-	if obs.get("cache/stale") != 5 {
-		t.Errorf("stale events %d, want 5 (%v)", obs.get("cache/stale"), obs.n)
+	if obs.count("cache/stale") != 5 {
+		t.Errorf("stale events %d, want 5 (%v)", obs.count("cache/stale"), obs.n)
 	}
 }

@@ -14,34 +14,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// rlObserver counts gateway events of the ratelimit family.
-type rlObserver struct {
-	mu     sync.Mutex
-	events map[string]int
-}
-
-func (o *rlObserver) ClientConnected()                        {}
-func (o *rlObserver) ClientDisconnected()                     {}
-func (o *rlObserver) CommandDone(string, bool, time.Duration) {}
-func (o *rlObserver) ProtocolError()                          {}
-func (o *rlObserver) Unsupported(string)                      {}
-func (o *rlObserver) AuthFailure()                            {}
-func (o *rlObserver) SlowSubscriber()                         {}
-func (o *rlObserver) GatewayEvent(family, event string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.events == nil {
-		o.events = map[string]int{}
-	}
-	o.events[family+"/"+event]++
-}
-
-func (o *rlObserver) count(ev string) int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.events["ratelimit/"+ev]
-}
-
 // rlFields reads a RESP3 map or a RESP2 flat array of pairs into a map.
 func rlFields(t *testing.T, v interface{}) map[string]interface{} {
 	t.Helper()
@@ -92,7 +64,7 @@ func rlDo(t *testing.T, c *redis.Client, args ...interface{}) interface{} {
 // TestRateLimitThrottleCommand: CL.THROTTLE answers redis-cell's example in
 // RESP2 and RESP3.
 func TestRateLimitThrottleCommand(t *testing.T) {
-	obs := &rlObserver{}
+	obs := &gatewayEvents{}
 	p := startProxy(t, shared, proxy.Config{Observer: obs}, router.Options{})
 	for _, proto := range []int{2, 3} {
 		c := p.client(t, proto)
@@ -118,15 +90,15 @@ func TestRateLimitThrottleCommand(t *testing.T) {
 			t.Fatalf("RESP%d: never = %v, want [1 16 16 -1 0]", proto, v)
 		}
 	}
-	if obs.count("allowed") != 6 || obs.count("limited") != 4 {
-		t.Fatalf("events %v", obs.events)
+	if obs.count("ratelimit/allowed") != 6 || obs.count("ratelimit/limited") != 4 {
+		t.Fatalf("events %v", obs.n)
 	}
 }
 
 // TestRateLimitAcquireCommands: RL.ACQUIRE, SETTLE, RELEASE, PEEK and
 // RESET in RESP2 and RESP3.
 func TestRateLimitAcquireCommands(t *testing.T) {
-	obs := &rlObserver{}
+	obs := &gatewayEvents{}
 	p := startProxy(t, shared, proxy.Config{Observer: obs}, router.Options{})
 	for _, proto := range []int{2, 3} {
 		c := p.client(t, proto)
@@ -198,8 +170,8 @@ func TestRateLimitAcquireCommands(t *testing.T) {
 		}
 	}
 	for _, ev := range []string{"allowed", "limited", "settled", "settle_repeated", "released", "release_repeated", "peeked", "reset"} {
-		if obs.count(ev) == 0 {
-			t.Errorf("no %q event: %v", ev, obs.events)
+		if obs.count("ratelimit/"+ev) == 0 {
+			t.Errorf("no %q event: %v", ev, obs.n)
 		}
 	}
 }
@@ -276,7 +248,7 @@ func TestRateLimitTwoProxies(t *testing.T) {
 }
 
 func TestRateLimitCommandErrors(t *testing.T) {
-	obs := &rlObserver{}
+	obs := &gatewayEvents{}
 	p := startProxy(t, shared, proxy.Config{Observer: obs}, router.Options{})
 	cc := testcluster.NewClusterClient(t, shared)
 	ctx := context.Background()
@@ -347,7 +319,7 @@ func TestRateLimitCommandErrors(t *testing.T) {
 			t.Fatalf("RESP%d: after errors = %v", proto, v)
 		}
 	}
-	if obs.count("error") == 0 {
-		t.Fatalf("no error events: %v", obs.events)
+	if obs.count("ratelimit/error") == 0 {
+		t.Fatalf("no error events: %v", obs.n)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,4 +122,34 @@ func keysOnEveryMaster(tb testing.TB, p *testProxy, prefix string, n int) []stri
 		tb.Fatalf("keys %s:* land on %d masters, want 3", prefix, len(owners))
 	}
 	return keys
+}
+
+// gatewayEvents is a proxy.Observer that counts gateway events by
+// "family/event" and ignores the rest.
+type gatewayEvents struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (o *gatewayEvents) ClientConnected()                        {}
+func (o *gatewayEvents) ClientDisconnected()                     {}
+func (o *gatewayEvents) CommandDone(string, bool, time.Duration) {}
+func (o *gatewayEvents) ProtocolError()                          {}
+func (o *gatewayEvents) Unsupported(string)                      {}
+func (o *gatewayEvents) AuthFailure()                            {}
+func (o *gatewayEvents) SlowSubscriber()                         {}
+func (o *gatewayEvents) GatewayEvent(family, event string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.n == nil {
+		o.n = map[string]int{}
+	}
+	o.n[family+"/"+event]++
+}
+
+// count returns how many "family/event" events were seen.
+func (o *gatewayEvents) count(key string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.n[key]
 }
