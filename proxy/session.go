@@ -113,6 +113,11 @@ func (s *session) stopReading() {
 }
 
 func (s *session) run() {
+	if !s.handshake() { // TLS clients (tls.go)
+		s.cancel()
+		s.conn.Close()
+		return
+	}
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
