@@ -151,6 +151,11 @@ func loadUsers(c *Config, log *slog.Logger) (*proxy.Users, error) {
 	for _, w := range u.Warnings {
 		log.Warn(w)
 	}
+	for _, spec := range u.Specs {
+		if spec.Name == "default" && c.Password != "" {
+			log.Warn("the users file defines the default user: -password is not used", "file", c.UsersFile)
+		}
+	}
 	return u, nil
 }
 
