@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"crypto/subtle"
 	"net"
 	"os"
 	"strconv"
@@ -68,11 +67,14 @@ func (s *session) local(c *call, spec *command.Spec, args [][]byte) *call {
 		}
 		s.endTx(false)
 		s.proto = resp.RESP2
-		s.authed = s.srv.cfg.Password == ""
+		s.access = s.srv.initialAuth()
+		s.userLabel.Store(nil)
 		s.name.Store(nil)
 		c.reply = resp.AppendSimple(c.reply, "RESET")
 	case "info":
 		return s.info(c, args[1:])
+	case "acl|whoami":
+		c.reply = resp.AppendBulkString(c.reply, s.currentUser().name)
 	case "role":
 		c.reply = resp.AppendArrayHeader(c.reply, 3)
 		c.reply = resp.AppendBulkString(c.reply, "master")
@@ -111,33 +113,11 @@ func (s *session) auth(c *call, args [][]byte) *call {
 	if len(args) > 2 {
 		return c.fail("ERR syntax error")
 	}
-	if msg := s.checkAuth(args); msg != "" {
+	if msg := s.authenticate(args); msg != "" {
 		return c.fail(msg)
 	}
-	s.authed = true
 	c.reply = resp.AppendOK(c.reply)
 	return c
-}
-
-// checkAuth checks [user] password against the proxy's password and returns
-// the error to answer, or "" when the client may proceed.
-func (s *session) checkAuth(args [][]byte) string {
-	want := s.srv.cfg.Password
-	user, pass := []byte("default"), args[len(args)-1]
-	if len(args) == 2 {
-		user = args[0]
-	}
-	if want == "" {
-		if len(args) == 1 {
-			return "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
-		}
-		return "" // the default user has no password: any password is accepted, as in Redis
-	}
-	if !bytes.Equal(user, []byte("default")) || subtle.ConstantTimeCompare(pass, []byte(want)) != 1 {
-		s.srv.obs.AuthFailure()
-		return "WRONGPASS invalid username-password pair or user is disabled."
-	}
-	return ""
 }
 
 // hello implements HELLO [protover [AUTH user pass] [SETNAME name]].
@@ -158,10 +138,9 @@ func (s *session) hello(c *call, args [][]byte) *call {
 	for len(args) > 0 {
 		switch {
 		case bytes.EqualFold(args[0], []byte("auth")) && len(args) >= 3:
-			if msg := s.checkAuth(args[1:3]); msg != "" {
+			if msg := s.authenticate(args[1:3]); msg != "" {
 				return c.fail(msg)
 			}
-			s.authed = true
 			args = args[3:]
 		case bytes.EqualFold(args[0], []byte("setname")) && len(args) >= 2:
 			if !validName(args[1]) {
@@ -173,7 +152,7 @@ func (s *session) hello(c *call, args [][]byte) *call {
 			return c.fail("ERR Syntax error in HELLO option '" + trunc(args[0], 128) + "'")
 		}
 	}
-	if !s.authed {
+	if s.currentUser() == nil {
 		return c.fail("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
 	}
 	if name != nil {
@@ -282,7 +261,7 @@ func (s *session) clientLine() string {
 		" laddr=" + s.conn.LocalAddr().String() +
 		" name=" + name +
 		" age=" + strconv.Itoa(int(time.Since(s.created).Seconds())) +
-		" db=0 user=default resp=" + strconv.Itoa(s.proto) + "\n"
+		" db=0 user=" + s.userName() + " resp=" + strconv.Itoa(s.proto) + "\n"
 }
 
 // announce is the address the proxy presents as the cluster's only node.

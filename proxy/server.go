@@ -27,6 +27,23 @@ type Config struct {
 	// Password, when set, is required from clients (AUTH or HELLO AUTH)
 	// before any other command. It is independent of the node credentials.
 	Password string
+	// RestrictDefaultUser refuses the default user (the one Password
+	// opens) the commands of the @dangerous and @admin categories (FLUSHALL,
+	// FLUSHDB, CONFIG, KEYS, SCRIPT/FUNCTION FLUSH...), except those the proxy
+	// answers itself (INFO, ROLE, CLIENT LIST). Default false: like Redis's
+	// default user, it may run everything.
+	RestrictDefaultUser bool
+	// Users are more client users, from a users file (LoadUsers); a user
+	// named "default" there replaces the one built from Password. With
+	// Users and no Password, the default user is off. Nil: none.
+	Users *Users
+	// AuthMaxFailures failed AUTH attempts from one client address within
+	// AuthFailureWindow make the proxy refuse its attempts for
+	// AuthBlockTime. Defaults 10, 1m, 1m; a negative AuthMaxFailures turns
+	// the limit off.
+	AuthMaxFailures   int
+	AuthFailureWindow time.Duration
+	AuthBlockTime     time.Duration
 	// MaxClients bounds concurrent client connections; a client beyond it
 	// gets "-ERR max number of clients reached" and is closed. Default 10000.
 	MaxClients int
@@ -103,6 +120,11 @@ type Server struct {
 	scripter *routerScripter
 	gateway  map[string]gatewayFunc
 
+	// users are the client users, replaced whole by SetUsers; authLimit
+	// rate-limits failed authentication (nil: off).
+	users     atomic.Pointer[userSet]
+	authLimit *authLimiter
+
 	nextID  atomic.Int64
 	clients atomic.Int64
 	calls   sync.Pool // *call
@@ -134,6 +156,10 @@ func New(cfg Config, r *router.Router, t *command.Table) (*Server, error) {
 	s.setNodeID("")
 	s.scripter = &routerScripter{r: r, conn: -1}
 	if err := s.addGateway(); err != nil {
+		return nil, err
+	}
+	s.authLimit = newAuthLimiter(cfg.AuthMaxFailures, cfg.AuthFailureWindow, cfg.AuthBlockTime)
+	if err := s.SetUsers(cfg.Users); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -72,14 +72,18 @@ type session struct {
 
 	// Fields below are owned by the reader goroutine.
 	proto  int
-	authed bool
-	keys   []int   // scratch for key indexes
-	tx     *tx     // WATCH/MULTI state; nil outside a transaction
-	subs   *subs   // pub/sub state; nil until the first subscription
-	wrote  slotSet // slots written since the last WAIT
+	access authState // the client's user (auth.go)
+	keys   []int     // scratch for key indexes
+	tx     *tx       // WATCH/MULTI state; nil outside a transaction
+	subs   *subs     // pub/sub state; nil until the first subscription
+	wrote  slotSet   // slots written since the last WAIT
 
 	name    atomic.Pointer[string] // CLIENT SETNAME; read by CLIENT LIST of other sessions
 	stopped atomic.Bool            // Shutdown asked the reader to stop
+
+	// userLabel is the user last authenticated as (nil: default), for
+	// CLIENT LIST of other sessions.
+	userLabel atomic.Pointer[string]
 }
 
 func newSession(srv *Server, conn net.Conn, id int64) *session {
@@ -94,7 +98,7 @@ func newSession(srv *Server, conn net.Conn, id int64) *session {
 		pending: make(chan *call, srv.cfg.MaxPipeline),
 		bw:      bufio.NewWriterSize(conn, 16<<10),
 		proto:   resp.RESP2,
-		authed:  srv.cfg.Password == "",
+		access:  srv.initialAuth(),
 		keys:    make([]int, 0, 16),
 		gone:    make(chan struct{}),
 	}
@@ -108,6 +112,11 @@ func (s *session) stopReading() {
 }
 
 func (s *session) run() {
+	if !s.handshake() { // TLS clients (tls.go)
+		s.cancel()
+		s.conn.Close()
+		return
+	}
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
@@ -311,11 +320,16 @@ func (s *session) dispatch(cmd resp.Command) *call {
 	c.name = "unknown"
 	args := cmd.Args
 	name := args[0]
-	if !s.authed && !authExempt(name) {
+	if s.currentUser() == nil && !authExempt(name) {
 		return c.fail("NOAUTH Authentication required.")
 	}
 	if bytes.EqualFold(name, []byte("client")) {
 		c.name = "client"
+		if spec := s.srv.table.Lookup(args); spec != nil {
+			if msg := s.denied(spec, args); msg != "" {
+				return c.fail(msg)
+			}
+		}
 		return s.client(c, args)
 	}
 	spec := s.srv.table.Lookup(args)
@@ -333,6 +347,12 @@ func (s *session) dispatch(cmd resp.Command) *call {
 			s.tx.aborted = true
 		}
 		return c.fail("ERR wrong number of arguments for '" + spec.Name + "' command")
+	}
+	if msg := s.denied(spec, args); msg != "" {
+		if s.tx != nil && s.tx.multi {
+			s.tx.aborted = true
+		}
+		return c.fail(msg)
 	}
 	if s.subs != nil && s.proto == resp.RESP2 && !pubsubAllowed(spec.Name) && s.subs.count() > 0 {
 		return c.fail("ERR Can't execute '" + spec.Name + "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")

@@ -25,6 +25,7 @@ type Config struct {
 	Password     string // clients must AUTH with it
 	NodeUser     string
 	NodePassword string
+	Security     // users, password files, TLS (security.go)
 
 	ConnsPerNode    int
 	MaxClients      int
@@ -101,6 +102,7 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs.BoolVar(&c.Dev, "dev", false, "start a local six-node cluster of redis-server processes (see -dev-dir) and proxy it")
 	fs.StringVar(&c.DevDir, "dev-dir", ".data/dev-cluster", "`directory` holding the -dev cluster's node data")
 	fs.StringVar(&c.DevPorts, "dev-ports", "7001-7006", "`range` of ports for the -dev cluster's six nodes")
+	addSecurityFlags(fs, c)
 	fs.String("config", "", "`file` of \"flag value\" lines (same names as the flags)")
 	return fs
 }
@@ -159,7 +161,10 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	if err != nil {
 		return nil, err
 	}
-	return c, c.Validate()
+	if err := c.Validate(); err != nil {
+		return c, err
+	}
+	return c, c.readSecrets()
 }
 
 func envName(flagName string) string {
@@ -223,6 +228,7 @@ func (c *Config) Validate() error {
 	if c.IdleTimeout < 0 {
 		errs = append(errs, errors.New("-idle-timeout must not be negative"))
 	}
+	errs = append(errs, c.validateSecurity()...)
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}

@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -99,10 +100,23 @@ func run(ctx context.Context, cfg *Config, logOut io.Writer) error {
 		return err
 	}
 
+	nodeTLSConfig, err := nodeTLS(cfg, log)
+	if err != nil {
+		return err
+	}
+	listenTLS, err := clientTLS(cfg)
+	if err != nil {
+		return err
+	}
+	users, err := loadUsers(cfg, log)
+	if err != nil {
+		return err
+	}
 	rt, err := router.New(router.Options{
 		Seeds:           cfg.Seeds,
 		Username:        cfg.NodeUser,
 		Password:        cfg.NodePassword,
+		TLS:             nodeTLSConfig,
 		ConnsPerNode:    cfg.ConnsPerNode,
 		DialTimeout:     cfg.DialTimeout,
 		ReadTimeout:     cfg.ReadTimeout,
@@ -134,6 +148,12 @@ func run(ctx context.Context, cfg *Config, logOut io.Writer) error {
 		AnnounceAddr: cfg.AnnounceAddr,
 		Logger:       log.With("component", "proxy"),
 		Observer:     m,
+
+		// Client users and the default user's rights (security.go).
+		Users:               users,
+		RestrictDefaultUser: !cfg.AllowDangerous,
+		AuthMaxFailures:     cfg.AuthMaxFailures,
+		AuthBlockTime:       cfg.AuthBlockTime,
 	}, rt, table)
 	if err != nil {
 		return err
@@ -141,6 +161,9 @@ func run(ctx context.Context, cfg *Config, logOut io.Writer) error {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	if listenTLS != nil {
+		ln = tls.NewListener(ln, listenTLS)
 	}
 
 	var metricsSrv *http.Server
@@ -161,7 +184,8 @@ func run(ctx context.Context, cfg *Config, logOut io.Writer) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("proxy ready", "listen", ln.Addr().String(), "seeds", cfg.Seeds, "masters", len(rt.Masters()),
-		"slots_covered", rt.SlotsCovered(), "commands", len(table.Names()))
+		"slots_covered", rt.SlotsCovered(), "commands", len(table.Names()),
+		"tls", listenTLS != nil, "node_tls", nodeTLSConfig != nil)
 
 	select {
 	case <-ctx.Done():

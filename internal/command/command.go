@@ -279,6 +279,10 @@ type Spec struct {
 	// Tips are the command tips of the COMMAND reply, such as
 	// "request_policy:all_shards".
 	Tips []string
+	// Categories are the command's ACL categories, lower case and without
+	// the '@' ("read", "string", "fast"), from the COMMAND reply plus the
+	// proxy's own additions (see categories.go).
+	Categories []string
 
 	subs      map[string]*Spec // subcommands by lower-case name, for a container
 	keys      keysFunc         // replaces the key specs, like Redis's getkeys_proc

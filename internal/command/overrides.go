@@ -228,8 +228,9 @@ var overrides = map[string]override{
 	"acl|save":    {policy: Unsupported, reason: whyACL},
 	"acl|log":     {policy: Unsupported, reason: whyACL},
 	"acl|dryrun":  {policy: Unsupported, reason: whyACL},
-	"acl|whoami": {policy: Unsupported,
-		reason: "the proxy authenticates its clients itself; its node connections use their own user"},
+	// The proxy authenticates its clients itself: it names the client's
+	// proxy user.
+	"acl|whoami": {policy: Local},
 	// MODULE LIST stays Forward: modules are expected alike on every node.
 	"module|load":         {policy: Unsupported, reason: whyModules},
 	"module|loadex":       {policy: Unsupported, reason: whyModules},

@@ -72,6 +72,11 @@ func parseCommand(e interface{}) (*Spec, error) {
 			}
 		}
 	}
+	cats, err := parseCategories(a[6])
+	if err != nil {
+		return nil, fail("ACL categories", a[6])
+	}
+	s.Categories = cats
 	if a[7] != nil {
 		tips, ok := a[7].([]interface{})
 		if !ok {
@@ -134,6 +139,7 @@ func parseCommand(e interface{}) (*Spec, error) {
 		}
 	}
 	applyOverride(s)
+	addCategories(s)
 	prepare(s)
 	return s, nil
 }

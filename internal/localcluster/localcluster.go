@@ -20,6 +20,8 @@ package localcluster
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,6 +36,26 @@ import (
 
 	"github.com/redis/go-redis/v9"
 )
+
+// clientConfig is the launcher's TLS configuration (nil without TLS).
+func (f *TLSFiles) clientConfig() (*tls.Config, error) {
+	if f == nil {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("localcluster: TLS certificate: %w", err)
+	}
+	ca, err := os.ReadFile(f.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("localcluster: TLS CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("localcluster: TLS CA %s holds no certificate", f.CAFile)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, RootCAs: pool}, nil
+}
 
 // SlotCount is the number of hash slots of a Redis Cluster.
 const SlotCount = 16384
@@ -91,6 +113,12 @@ type Options struct {
 	// Password, when set, is passed to every node as requirepass and
 	// masterauth, and used by the launcher's own connections.
 	Password string
+	// TLS, when set, makes a TLS-only cluster: each node serves TLS on its
+	// port (no plain port), and the cluster bus and replication use TLS too.
+	// Nodes require client certificates signed by TLS.CAFile (Redis's
+	// default); the launcher presents the node certificate, which must
+	// therefore be valid for client authentication too.
+	TLS *TLSFiles
 	// ExtraArgs are appended to every redis-server command line, after the
 	// launcher's own arguments (so they override them), e.g. "--save", "".
 	ExtraArgs []string
@@ -109,11 +137,18 @@ type Options struct {
 	StartTimeout time.Duration
 }
 
+// TLSFiles are the PEM files of a TLS cluster (Options.TLS).
+type TLSFiles struct {
+	CertFile, KeyFile string // every node's certificate and key
+	CAFile            string // the CA that signs node and client certificates
+}
+
 // Cluster is a running local Redis Cluster. Its methods are safe for
 // concurrent use.
 type Cluster struct {
 	opts  Options // normalized
-	bin   string  // redis-server path
+	tls   *tls.Config
+	bin   string // redis-server path
 	log   *slog.Logger
 	nodes []*Node // by port; fixed once Start returns
 
@@ -178,7 +213,12 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.StartTimeout)
 	defer cancel()
 
+	tlsCfg, err := o.TLS.clientConfig()
+	if err != nil {
+		return nil, err
+	}
 	c := &Cluster{
+		tls:     tlsCfg,
 		opts:    o,
 		bin:     bin,
 		log:     o.Logger,
@@ -442,6 +482,7 @@ func (c *Cluster) client(addr string) (*redis.Client, error) {
 	cl := redis.NewClient(&redis.Options{
 		Addr:            addr,
 		Password:        c.opts.Password,
+		TLSConfig:       c.tls,
 		Protocol:        2,
 		DisableIdentity: true,
 		DialTimeout:     opTimeout,
@@ -500,4 +541,13 @@ func (c *Cluster) runningNodes() []*Node {
 		}
 	}
 	return out
+}
+
+// TLSConfig returns a copy of the launcher's client TLS configuration (the
+// CA and the node certificate as client certificate), nil without TLS.
+func (c *Cluster) TLSConfig() *tls.Config {
+	if c.tls == nil {
+		return nil
+	}
+	return c.tls.Clone()
 }

@@ -122,6 +122,11 @@ func (c *Cluster) args(n *Node, conf string) []string {
 		"--bind", c.opts.Host,
 		"--dir", n.Dir,
 	}
+	if t := c.opts.TLS; t != nil {
+		args = append(args, "--port", "0", "--tls-port", strconv.Itoa(n.Port),
+			"--tls-cluster", "yes", "--tls-replication", "yes",
+			"--tls-cert-file", t.CertFile, "--tls-key-file", t.KeyFile, "--tls-ca-cert-file", t.CAFile)
+	}
 	if c.opts.Password != "" {
 		args = append(args, "--requirepass", c.opts.Password, "--masterauth", c.opts.Password)
 	}

@@ -1,0 +1,231 @@
+package proxy_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clusterproxy/clusterproxy/metrics"
+	"github.com/clusterproxy/clusterproxy/proxy"
+	"github.com/clusterproxy/clusterproxy/router"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+)
+
+func sha(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+func mustUsers(t *testing.T, text string) *proxy.Users {
+	t.Helper()
+	u, err := proxy.ParseUsers(strings.NewReader(text), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+const (
+	noPermCmd  = "-NOPERM this user has no permissions to run the '%s' command\r\n"
+	noPermKeys = "-NOPERM this user has no permissions to access one of the keys used as arguments\r\n"
+)
+
+func wantReply(t *testing.T, r *rawConn, want string, args ...string) {
+	t.Helper()
+	if got := r.do(t, args...); got != want {
+		t.Fatalf("%v: got %q, want %q", args, got, want)
+	}
+}
+
+func noPerm(cmd string) string { return strings.Replace(noPermCmd, "%s", cmd, 1) }
+
+// TestAuthUsers: users from a users file authenticate with AUTH user pass
+// and HELLO 3 AUTH; command, category, key and channel rules are enforced
+// with Redis's NOPERM errors, in MULTI too; the default user from
+// -password keeps working, restricted from dangerous commands.
+func TestAuthUsers(t *testing.T) {
+	users := mustUsers(t, `
+# application user
+user alice on #`+sha("alice-pw")+` ~authz:app:* ~{authz:tenant}* &news.* +@read +@write -@dangerous +acl|whoami +multi +exec +publish
+user bob off >bob-pw +@all allkeys
+user carol on >carol-pw allkeys allchannels allcommands -flushall -config|set
+`)
+	if len(users.Warnings) != 2 {
+		t.Fatalf("warnings for clear-text passwords: %v", users.Warnings)
+	}
+	p := startProxy(t, shared, proxy.Config{Password: "def-pw", Users: users, RestrictDefaultUser: true}, router.Options{})
+
+	r := dialRaw(t, p.Addr)
+	wantReply(t, r, "-NOAUTH Authentication required.\r\n", "GET", "authz:app:1")
+	wantReply(t, r, "-WRONGPASS invalid username-password pair or user is disabled.\r\n", "AUTH", "alice", "nope")
+	wantReply(t, r, "-WRONGPASS invalid username-password pair or user is disabled.\r\n", "AUTH", "nobody", "alice-pw")
+	wantReply(t, r, "-WRONGPASS invalid username-password pair or user is disabled.\r\n", "AUTH", "bob", "bob-pw") // off
+	wantReply(t, r, "+OK\r\n", "AUTH", "alice", "alice-pw")
+	wantReply(t, r, "$5\r\nalice\r\n", "ACL", "WHOAMI")
+	wantReply(t, r, "+OK\r\n", "SET", "authz:app:1", "v")
+	wantReply(t, r, "$1\r\nv\r\n", "GET", "authz:app:1")
+	wantReply(t, r, "+OK\r\n", "SET", "{authz:tenant}7", "v")
+	wantReply(t, r, noPermKeys, "GET", "authz:other")
+	wantReply(t, r, noPermKeys, "SET", "other", "v")
+	// Every key is checked, across slots too: nothing is written.
+	wantReply(t, r, noPermKeys, "MSET", "authz:app:2", "x", "authz:other:2", "y")
+	wantReply(t, r, "$-1\r\n", "GET", "authz:app:2")
+	wantReply(t, r, ":1\r\n", "DEL", "authz:app:1", "authz:app:1b")
+	// Commands without keys are not affected by key patterns.
+	if got := r.do(t, "DBSIZE"); got[0] != ':' {
+		t.Fatalf("DBSIZE: %q", got)
+	}
+	wantReply(t, r, noPerm("ping"), "PING") // @connection: not granted
+	wantReply(t, r, noPerm("flushall"), "FLUSHALL")
+	wantReply(t, r, noPerm("config|set"), "CONFIG", "SET", "slowlog-max-len", "1")
+	wantReply(t, r, noPerm("keys"), "KEYS", "*")
+	wantReply(t, r, noPerm("script|flush"), "SCRIPT", "FLUSH") // the proxy counts it dangerous
+	wantReply(t, r, noPerm("client|list"), "CLIENT", "LIST")
+	wantReply(t, r, noPerm("info"), "INFO") // @dangerous in Redis
+	// Channels.
+	wantReply(t, r, ":0\r\n", "PUBLISH", "news.today", "hi")
+	wantReply(t, r, "-NOPERM this user has no permissions to access one of the channels used as arguments\r\n", "PUBLISH", "sports", "hi")
+	// In a transaction a refused command aborts EXEC.
+	wantReply(t, r, "+OK\r\n", "MULTI")
+	wantReply(t, r, "+QUEUED\r\n", "SET", "authz:app:3", "v")
+	wantReply(t, r, noPermKeys, "SET", "authz:nope", "v")
+	if got := r.do(t, "EXEC"); !strings.HasPrefix(got, "-EXECABORT") {
+		t.Fatalf("EXEC after a refused command: %q", got)
+	}
+	wantReply(t, r, "$-1\r\n", "GET", "authz:app:3")
+
+	// A failed AUTH keeps the session's user.
+	wantReply(t, r, "-WRONGPASS invalid username-password pair or user is disabled.\r\n", "AUTH", "carol", "x")
+	wantReply(t, r, "$5\r\nalice\r\n", "ACL", "WHOAMI")
+
+	// carol: everything but two commands.
+	r2 := dialRaw(t, p.Addr)
+	wantReply(t, r2, "+OK\r\n", "AUTH", "carol", "carol-pw")
+	wantReply(t, r2, noPerm("flushall"), "FLUSHALL")
+	wantReply(t, r2, noPerm("config|set"), "CONFIG", "SET", "slowlog-max-len", "1")
+	carol := redis.NewClient(&redis.Options{Addr: p.Addr, Username: "carol", Password: "carol-pw", DisableIdentity: true})
+	defer carol.Close()
+	if v, err := carol.ConfigGet(context.Background(), "maxmemory").Result(); err != nil || len(v) != 1 {
+		t.Fatalf("CONFIG GET: %v %v", v, err)
+	}
+	if got := r2.do(t, "CLIENT", "LIST"); !strings.Contains(got, "user=alice") {
+		t.Fatalf("CLIENT LIST does not show alice: %q", got)
+	}
+
+	// The default user: -password, dangerous commands refused.
+	r3 := dialRaw(t, p.Addr)
+	wantReply(t, r3, "+OK\r\n", "AUTH", "def-pw")
+	wantReply(t, r3, "$7\r\ndefault\r\n", "ACL", "WHOAMI")
+	wantReply(t, r3, "+OK\r\n", "SET", "authz:def", "v")
+	wantReply(t, r3, noPerm("flushall"), "FLUSHALL")
+	wantReply(t, r3, noPerm("flushdb"), "FLUSHDB")
+	wantReply(t, r3, noPerm("keys"), "KEYS", "authz:*")
+	wantReply(t, r3, noPerm("config|get"), "CONFIG", "GET", "requirepass")
+	wantReply(t, r3, noPerm("function|flush"), "FUNCTION", "FLUSH")
+	if got := r3.do(t, "INFO", "server"); !strings.Contains(got, "redis_version") {
+		t.Fatalf("INFO (answered by the proxy) refused to the default user: %q", got)
+	}
+	if got := r3.do(t, "DEBUG", "SLEEP", "0"); !strings.HasPrefix(got, "-NOPERM") {
+		t.Fatalf("DEBUG: %q", got)
+	}
+
+	// go-redis clients: AUTH user pass (RESP2) and HELLO 3 AUTH (RESP3).
+	ctx := context.Background()
+	for _, proto := range []int{2, 3} {
+		c := redis.NewClient(&redis.Options{Addr: p.Addr, Protocol: proto, Username: "alice", Password: "alice-pw", DisableIdentity: true})
+		defer c.Close()
+		if err := c.Set(ctx, "authz:app:go", "v", 0).Err(); err != nil {
+			t.Fatalf("RESP%d: %v", proto, err)
+		}
+		if err := c.Get(ctx, "authz:x").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOPERM") {
+			t.Fatalf("RESP%d: GET of a forbidden key: %v", proto, err)
+		}
+		bad := redis.NewClient(&redis.Options{Addr: p.Addr, Protocol: proto, Username: "alice", Password: "wrong", DisableIdentity: true, MaxRetries: -1})
+		defer bad.Close()
+		if err := bad.Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
+			t.Fatalf("RESP%d: wrong password: %v", proto, err)
+		}
+	}
+
+	// Reload: alice loses @write; her session sees it at once. carol is
+	// removed: her session must authenticate again.
+	err := p.Server.SetUsers(mustUsers(t, "user alice on #"+sha("alice-pw")+" ~authz:app:* +@read +acl|whoami\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantReply(t, r, noPerm("set"), "SET", "authz:app:4", "v")
+	wantReply(t, r, "$-1\r\n", "GET", "authz:app:4")
+	wantReply(t, r2, "-NOAUTH Authentication required.\r\n", "GET", "authz:app:4")
+	wantReply(t, r2, "-WRONGPASS invalid username-password pair or user is disabled.\r\n", "AUTH", "carol", "carol-pw")
+	// The default user still comes from -password.
+	wantReply(t, r3, "+OK\r\n", "SET", "authz:def", "v2")
+	// A bad users file changes nothing.
+	if err := p.Server.SetUsers(mustUsers(t, "user alice on +nosuchcommand\n")); err == nil || !strings.Contains(err.Error(), "unknown command") {
+		t.Fatalf("unknown command in users: %v", err)
+	}
+	wantReply(t, r, "$5\r\nalice\r\n", "ACL", "WHOAMI")
+}
+
+// TestAuthDefaultUser: without -users-file, the -password default user may
+// run dangerous commands unless restricted; with a users file that does
+// not define it and no password, the default user is off.
+func TestAuthDefaultUser(t *testing.T) {
+	p := startProxy(t, shared, proxy.Config{Password: "pw"}, router.Options{})
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: p.Addr, Password: "pw", DisableIdentity: true})
+	defer c.Close()
+	if err := c.ConfigGet(ctx, "slowlog-max-len").Err(); err != nil {
+		t.Fatalf("unrestricted default user: CONFIG GET: %v", err)
+	}
+	if err := c.Keys(ctx, "authdef:*").Err(); err != nil {
+		t.Fatalf("unrestricted default user: KEYS: %v", err)
+	}
+
+	p2 := startProxy(t, shared, proxy.Config{Users: mustUsers(t, "user app on nopass allkeys +@all\n")}, router.Options{})
+	r2 := dialRaw(t, p2.Addr)
+	wantReply(t, r2, "-NOAUTH Authentication required.\r\n", "PING")
+	wantReply(t, r2, "-WRONGPASS invalid username-password pair or user is disabled.\r\n", "AUTH", "default", "x")
+	wantReply(t, r2, "+OK\r\n", "AUTH", "app", "anything")
+	wantReply(t, r2, "+PONG\r\n", "PING")
+	// RESET drops the authentication.
+	wantReply(t, r2, "+RESET\r\n", "RESET")
+	wantReply(t, r2, "-NOAUTH Authentication required.\r\n", "PING")
+}
+
+// TestAuthRateLimit: after AuthMaxFailures failures from one address, even
+// a right password is refused until AuthBlockTime has passed; every failure
+// is counted in clusterproxy_auth_failures_total.
+func TestAuthRateLimit(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, shared, proxy.Config{Password: "pw", Observer: m,
+		AuthMaxFailures: 3, AuthFailureWindow: time.Minute, AuthBlockTime: 1500 * time.Millisecond}, router.Options{})
+	r := dialRaw(t, p.Addr)
+	for i := 0; i < 3; i++ {
+		wantReply(t, r, "-WRONGPASS invalid username-password pair or user is disabled.\r\n", "AUTH", "bad")
+	}
+	began := time.Now()
+	// A new connection from the same address is refused too.
+	r2 := dialRaw(t, p.Addr)
+	if got := r2.do(t, "AUTH", "pw"); !strings.HasPrefix(got, "-ERR proxy: too many failed authentication attempts from 127.0.0.1") {
+		t.Fatalf("AUTH while blocked: %q", got)
+	}
+	if got := r2.do(t, "HELLO", "3", "AUTH", "default", "pw"); !strings.HasPrefix(got, "-ERR proxy: too many failed") {
+		t.Fatalf("HELLO AUTH while blocked: %q", got)
+	}
+	if v := metricValue(t, reg, "clusterproxy_auth_failures_total", nil); v != 5 {
+		t.Fatalf("auth failures = %v, want 5", v)
+	}
+	for time.Since(began) < 1600*time.Millisecond {
+		time.Sleep(100 * time.Millisecond)
+	}
+	wantReply(t, r2, "+OK\r\n", "AUTH", "pw")
+	wantReply(t, r2, "+PONG\r\n", "PING")
+}
