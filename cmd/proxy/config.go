@@ -26,6 +26,12 @@ type Config struct {
 	NodeUser     string
 	NodePassword string
 
+	// PasswordFile and NodePasswordFile, when set, hold Password and
+	// NodePassword (first line; a trailing newline is dropped), for secrets
+	// mounted as files (compose secrets:, Kubernetes).
+	PasswordFile     string
+	NodePasswordFile string
+
 	ConnsPerNode    int
 	MaxClients      int
 	MaxPipeline     int
@@ -82,6 +88,8 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.Password, "password", "", "`password` clients must give with AUTH (empty: no client authentication)")
 	fs.StringVar(&c.NodeUser, "node-user", "", "ACL `user` for connecting to the nodes (empty: default user)")
 	fs.StringVar(&c.NodePassword, "node-password", "", "`password` for connecting to the nodes (empty: none)")
+	fs.StringVar(&c.PasswordFile, "password-file", "", "`file` holding the client password (instead of -password)")
+	fs.StringVar(&c.NodePasswordFile, "node-password-file", "", "`file` holding the node password (instead of -node-password)")
 	fs.IntVar(&c.ConnsPerNode, "conns-per-node", 2, "multiplexed connections per node (and per RESP version)")
 	fs.IntVar(&c.MaxClients, "max-clients", 10000, "most client connections at once")
 	fs.IntVar(&c.MaxPipeline, "max-pipeline", 1024, "most commands one client may have in flight before the proxy stops reading from it")
@@ -157,6 +165,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 		}
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := c.readSecretFiles(); err != nil {
 		return nil, err
 	}
 	return c, c.Validate()
