@@ -118,7 +118,7 @@ type Server struct {
 	maxClients  atomic.Int64
 	idleTimeout atomic.Int64 // nanoseconds
 	slow        slowlog
-	calls   sync.Pool // *call
+	calls       sync.Pool // *call
 
 	mu        sync.Mutex // guards listeners, sessions, closing
 	listeners map[net.Listener]struct{}

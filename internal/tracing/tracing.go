@@ -46,7 +46,9 @@ type Provider struct {
 }
 
 // Tracer returns the tracer the proxy records command spans with.
-func (p *Provider) Tracer() trace.Tracer { return p.tp.Tracer("github.com/clusterproxy/clusterproxy/proxy") }
+func (p *Provider) Tracer() trace.Tracer {
+	return p.tp.Tracer("github.com/clusterproxy/clusterproxy/proxy")
+}
 
 // Shutdown flushes buffered spans and stops the exporter.
 func (p *Provider) Shutdown(ctx context.Context) error {
