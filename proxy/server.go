@@ -113,12 +113,12 @@ type Server struct {
 
 	nextID  atomic.Int64
 	clients atomic.Int64
+	calls   sync.Pool // *call
 
 	// Settings that Reload may change while serving.
 	maxClients  atomic.Int64
 	idleTimeout atomic.Int64 // nanoseconds
 	slow        slowlog
-	calls       sync.Pool // *call
 
 	mu        sync.Mutex // guards listeners, sessions, closing
 	listeners map[net.Listener]struct{}
