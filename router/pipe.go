@@ -386,6 +386,11 @@ func (p *pipe) readLoop(w *wire) {
 		}
 		w.replies.Add(1)
 		if req != p.ask {
+			if now.Before(req.WrittenAt) {
+				// The burst's stamp came from a read that ended mid-frame,
+				// before this request was written.
+				now = time.Now()
+			}
 			req.RepliedAt = now
 			if p.latency != nil {
 				p.latency(now.Sub(req.WrittenAt))

@@ -14,11 +14,14 @@ import (
 	"github.com/clusterproxy/clusterproxy/proxy"
 )
 
-// reloadable names the Config fields SIGHUP applies to a running proxy.
-// Every other setting needs a restart; a changed one is logged as such.
-var reloadable = map[string]bool{
-	"LogLevel": true, "MaxClients": true, "IdleTimeout": true,
-	"SlowlogThreshold": true, "SlowlogMaxLen": true,
+// reloadable reports whether SIGHUP applies the Config field to a running
+// proxy. Every other setting needs a restart; a changed one is logged as such.
+func reloadable(field string) bool {
+	switch field {
+	case "LogLevel", "MaxClients", "IdleTimeout", "SlowlogThreshold", "SlowlogMaxLen":
+		return true
+	}
+	return false
 }
 
 // proxySettings returns the settings of cfg that a running server takes.
@@ -84,7 +87,7 @@ func restartOnly(a, b *Config) []string {
 	var out []string
 	for i := 0; i < va.NumField(); i++ {
 		f := va.Type().Field(i)
-		if !f.IsExported() || reloadable[f.Name] {
+		if !f.IsExported() || reloadable(f.Name) {
 			continue
 		}
 		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
