@@ -25,6 +25,7 @@ type Metrics struct {
 	authFailures     prometheus.Counter
 	slowSubscribers  prometheus.Counter
 	gateway          *prometheus.CounterVec
+	nodeDuration     *prometheus.HistogramVec
 
 	byName sync.Map // command name → *commandMetrics, so the hot path skips label hashing
 }
@@ -71,6 +72,11 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 			Name: "clusterproxy_gateway_events_total", Help: "Outcomes of gateway commands, by family (ratelimit, cache, context) and event (allowed, limited, hit, miss, fill, wait, trim, ...)."},
 			[]string{"family", "event"}),
 	}
+	m.nodeDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "clusterproxy_node_request_duration_seconds",
+		Help:    "Time from writing a request to a node's shared connection to reading its reply, by node.",
+		Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}},
+		[]string{"node"})
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "clusterproxy_build_info", Help: "Always 1; the version label tells the build.",
 		ConstLabels: prometheus.Labels{"version": version}})
@@ -78,7 +84,7 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 	var errs []error
 	for _, c := range []prometheus.Collector{m.clientConns, m.clientConnsTotal, m.commands, m.duration,
 		m.redirections, m.refreshes, m.slotsCovered, m.protocolErrors, m.unsupported, m.authFailures,
-		m.slowSubscribers, m.gateway, build} {
+		m.slowSubscribers, m.gateway, m.nodeDuration, build} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

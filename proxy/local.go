@@ -75,6 +75,8 @@ func (s *session) local(c *call, spec *command.Spec, args [][]byte) *call {
 		return s.info(c, args[1:])
 	case "acl|whoami":
 		c.reply = resp.AppendBulkString(c.reply, s.currentUser().name)
+	case "slowlog|get", "slowlog|len", "slowlog|reset":
+		return s.slowlogCmd(c, spec.Name, args)
 	case "role":
 		c.reply = resp.AppendArrayHeader(c.reply, 3)
 		c.reply = resp.AppendBulkString(c.reply, "master")
@@ -355,7 +357,7 @@ func (s *session) info(c *call, sections [][]byte) *call {
 	}
 	if show("clients") {
 		b.WriteString("# Clients\r\nconnected_clients:" + strconv.Itoa(s.srv.Clients()) +
-			"\r\nmaxclients:" + strconv.Itoa(s.srv.cfg.MaxClients) + "\r\n\r\n")
+			"\r\nmaxclients:" + strconv.FormatInt(s.srv.maxClients.Load(), 10) + "\r\n\r\n")
 	}
 	if show("cluster") {
 		b.WriteString("# Cluster\r\ncluster_enabled:0\r\n\r\n")

@@ -20,6 +20,7 @@ import (
 	"github.com/clusterproxy/clusterproxy/internal/command"
 	"github.com/clusterproxy/clusterproxy/internal/resp"
 	"github.com/clusterproxy/clusterproxy/router"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config configures a Server. Every zero field means the documented default.
@@ -68,6 +69,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Observer receives client-side events for metrics. Default none.
 	Observer Observer
+	// Tracer, when set, records one span per client command (see
+	// traceCall). Nil: no tracing, at no cost.
+	Tracer trace.Tracer
+	// SlowlogThreshold and SlowlogMaxLen configure the proxy's SLOWLOG (see
+	// Settings): defaults 10ms and 128; a negative threshold turns it off.
+	SlowlogThreshold time.Duration
+	SlowlogMaxLen    int
 
 	// GatewayTimeout bounds one gateway command (rate limit, cache,
 	// context), a cache lookup that waits for another caller's fill
@@ -129,6 +137,11 @@ type Server struct {
 	clients atomic.Int64
 	calls   sync.Pool // *call
 
+	// Settings that Reload may change while serving.
+	maxClients  atomic.Int64
+	idleTimeout atomic.Int64 // nanoseconds
+	slow        slowlog
+
 	mu        sync.Mutex // guards listeners, sessions, closing
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
@@ -153,6 +166,8 @@ func New(cfg Config, r *router.Router, t *command.Table) (*Server, error) {
 		started:   time.Now(),
 	}
 	s.calls.New = func() any { return newCall() }
+	s.Reload(Settings{MaxClients: cfg.MaxClients, IdleTimeout: cfg.IdleTimeout,
+		SlowlogThreshold: cfg.SlowlogThreshold, SlowlogMaxLen: cfg.SlowlogMaxLen})
 	s.setNodeID("")
 	s.scripter = &routerScripter{r: r, conn: -1}
 	if err := s.addGateway(); err != nil {
@@ -216,7 +231,7 @@ func (s *Server) startSession(conn net.Conn) {
 		_ = tc.SetNoDelay(true)
 		_ = tc.SetKeepAlive(true)
 	}
-	if n := s.clients.Add(1); n > int64(s.cfg.MaxClients) {
+	if n := s.clients.Add(1); n > s.maxClients.Load() {
 		s.clients.Add(-1)
 		_, _ = conn.Write([]byte("-ERR max number of clients reached\r\n"))
 		conn.Close()

@@ -35,13 +35,15 @@ type call struct {
 	// that answer no command (pub/sub messages).
 	name  string
 	start time.Time
+	// raw is the client's command, for the slow log.
+	raw []byte
 }
 
 func newCall() *call { return &call{req: router.NewRequest()} }
 
 func (c *call) reset() {
 	c.req.Reset()
-	c.routed, c.quit, c.fan, c.block, c.blockDone, c.evalsha, c.name, c.wait, c.gw = false, false, nil, false, nil, nil, "", nil, nil
+	c.routed, c.quit, c.fan, c.block, c.blockDone, c.evalsha, c.name, c.wait, c.gw, c.raw = false, false, nil, false, nil, nil, "", nil, nil, nil
 	if cap(c.reply) > 4096 {
 		c.reply = nil // do not pin large local replies in the pool
 	}
@@ -138,10 +140,14 @@ func (s *session) readLoop() {
 		}
 	}()
 	rd := resp.NewReader(s.conn, s.srv.cfg.Limits)
-	idle := s.srv.cfg.IdleTimeout
+	var idleSet bool // a read deadline for IdleTimeout is on the connection
 	for {
-		if idle > 0 && !s.stopped.Load() {
+		if idle := time.Duration(s.srv.idleTimeout.Load()); idle > 0 && !s.stopped.Load() {
 			_ = s.conn.SetReadDeadline(time.Now().Add(idle))
+			idleSet = true
+		} else if idleSet && !s.stopped.Load() {
+			_ = s.conn.SetReadDeadline(time.Time{}) // turned off by Reload
+			idleSet = false
 		}
 		cmd, err := rd.ReadCommand()
 		if err != nil {
@@ -298,7 +304,15 @@ func (s *session) write(c *call, flush bool) bool {
 	}
 	_, err = s.bw.Write(out)
 	if c.name != "" {
-		s.srv.obs.CommandDone(c.name, resp.IsError(out), time.Since(c.start))
+		end := time.Now()
+		failed := resp.IsError(out)
+		s.srv.obs.CommandDone(c.name, failed, end.Sub(c.start))
+		if s.srv.slow.slow(end.Sub(c.start)) && !c.block && c.wait == nil {
+			s.srv.slow.record(s, c, end) // time spent blocked is not slowness
+		}
+		if t := s.srv.cfg.Tracer; t != nil {
+			s.traceCall(t, c, failed, out, end)
+		}
 	}
 	if err == nil && flush {
 		err = s.bw.Flush()
@@ -318,6 +332,7 @@ func (s *session) dispatch(cmd resp.Command) *call {
 	c := s.srv.getCall()
 	c.start = time.Now()
 	c.name = "unknown"
+	c.raw = cmd.Raw
 	args := cmd.Args
 	name := args[0]
 	if s.currentUser() == nil && !authExempt(name) {

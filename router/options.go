@@ -81,6 +81,15 @@ type Observer interface {
 	TopologyRefreshed(reason string, slotsCovered int, err error)
 }
 
+// NodeObserver is implemented by an Observer that also wants per-node
+// figures. NodeLatency is called once per node connection when it is
+// created; the function it returns is called by that connection's reader
+// with each reply's time from being written to being read, so it must be
+// cheap (a histogram observation).
+type NodeObserver interface {
+	NodeLatency(addr string) func(time.Duration)
+}
+
 type nopObserver struct{}
 
 func (nopObserver) Redirected(string)                    {}

@@ -45,6 +45,10 @@ type pipe struct {
 	// ask marks the inflight slot of an ASKING command whose +OK reply is
 	// dropped; it is never completed.
 	ask *Request
+
+	// latency, when set, is given each reply's time from write to reply
+	// (see NodeObserver).
+	latency func(time.Duration)
 }
 
 // wire is one TCP (or TLS) connection of a pipe and its reader goroutine.
@@ -75,6 +79,9 @@ func newPipe(addr string, proto int, opts *Options) *pipe {
 		stop:   make(chan struct{}),
 		exited: make(chan struct{}),
 		ask:    &Request{},
+	}
+	if no, ok := opts.Observer.(NodeObserver); ok {
+		p.latency = no.NodeLatency(addr)
 	}
 	go p.writeLoop()
 	return p
@@ -165,7 +172,9 @@ func (p *pipe) writeLoop() {
 // writeBatch writes req and whatever else is queued, then flushes once.
 func (p *pipe) writeBatch(w *wire, req *Request) {
 	yielded := false
+	now := time.Now() // one reading stamps the whole batch
 	for req != nil {
+		req.WrittenAt = now
 		if req.asking {
 			if !p.push(w, p.ask) {
 				req.complete(nil, w.failure(false))
@@ -350,11 +359,18 @@ func handshake(opts *Options, conn net.Conn, rd *resp.Reader, proto int) error {
 
 func (p *pipe) readLoop(w *wire) {
 	defer close(w.readerDone)
+	var now time.Time
 	for {
+		// A reply not yet buffered means a read from the socket: take the
+		// time once for the burst that read brings.
+		fresh := w.rd.Buffered() == 0
 		frame, err := w.rd.ReadReply()
 		if err != nil {
 			w.kill(err)
 			return
+		}
+		if fresh {
+			now = time.Now()
 		}
 		if frame[0] == '>' {
 			// Out-of-band push (e.g. invalidation); shared wires never
@@ -370,6 +386,15 @@ func (p *pipe) readLoop(w *wire) {
 		}
 		w.replies.Add(1)
 		if req != p.ask {
+			if now.Before(req.WrittenAt) {
+				// The burst's stamp came from a read that ended mid-frame,
+				// before this request was written.
+				now = time.Now()
+			}
+			req.RepliedAt = now
+			if p.latency != nil {
+				p.latency(now.Sub(req.WrittenAt))
+			}
 			req.complete(frame, nil)
 		}
 	}
@@ -411,4 +436,15 @@ func (w *wire) check(tick, timeout time.Duration) {
 	if w.stalled >= timeout {
 		w.kill(ErrTimeout)
 	}
+}
+
+// inflight returns the requests written to the pipe's current connection and
+// not yet answered.
+func (p *pipe) inflight() int {
+	w := p.cur.Load()
+	if w == nil {
+		return 0
+	}
+	replies := w.replies.Load() // first: sent never falls behind it
+	return int(w.sent.Load() - replies)
 }

@@ -658,3 +658,25 @@ func parseRedirect(msg []byte) (slot int, addr string, ok bool) {
 	}
 	return s, string(f[2]), true
 }
+
+// Inflight returns, by node address, the requests written to the node's
+// shared connections and not yet answered (dedicated connections excluded).
+// It reads counters the connections keep anyway, so it costs the data path
+// nothing; metrics call it at scrape time.
+func (r *Router) Inflight() map[string]int {
+	r.mu.Lock()
+	nodes := make([]*node, 0, len(r.nodes))
+	for _, n := range r.nodes {
+		nodes = append(nodes, n)
+	}
+	r.mu.Unlock()
+	out := make(map[string]int, len(nodes))
+	for _, n := range nodes {
+		sum := 0
+		for _, p := range n.allPipes() {
+			sum += p.inflight()
+		}
+		out[n.addr] = sum
+	}
+	return out
+}

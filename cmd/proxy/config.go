@@ -49,6 +49,18 @@ type Config struct {
 	Dev      bool
 	DevDir   string
 	DevPorts string
+
+	// Tracing turns on OpenTelemetry tracing (also turned on by the OTEL_*
+	// variables, see internal/tracing). SlowlogThreshold (0: every command,
+	// negative: off) and SlowlogMaxLen configure the proxy's SLOWLOG.
+	Tracing          bool
+	SlowlogThreshold time.Duration
+	SlowlogMaxLen    int
+
+	// args and getenv are what the settings were parsed from, so that
+	// SIGHUP can parse them again (with the -config file re-read).
+	args   []string
+	getenv func(string) string
 }
 
 // envPrefix prefixes the environment variable of every flag.
@@ -103,6 +115,9 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.DevDir, "dev-dir", ".data/dev-cluster", "`directory` holding the -dev cluster's node data")
 	fs.StringVar(&c.DevPorts, "dev-ports", "7001-7006", "`range` of ports for the -dev cluster's six nodes")
 	addSecurityFlags(fs, c)
+	fs.BoolVar(&c.Tracing, "tracing", false, "record an OpenTelemetry span per command, exported over OTLP as the OTEL_* environment variables say (also on when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_TRACES_EXPORTER=otlp is set)")
+	fs.DurationVar(&c.SlowlogThreshold, "slowlog-threshold", 10*time.Millisecond, "commands taking at least this long go to the proxy's SLOWLOG (0: every command, negative: off)")
+	fs.IntVar(&c.SlowlogMaxLen, "slowlog-max-len", 128, "entries the proxy's SLOWLOG keeps")
 	fs.String("config", "", "`file` of \"flag value\" lines (same names as the flags)")
 	return fs
 }
@@ -161,6 +176,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	if err != nil {
 		return nil, err
 	}
+	c.args, c.getenv = args, getenv
 	if err := c.Validate(); err != nil {
 		return c, err
 	}
@@ -213,6 +229,7 @@ func (c *Config) Validate() error {
 		"-dial-timeout": int64(c.DialTimeout), "-read-timeout": int64(c.ReadTimeout),
 		"-retry-window": int64(c.RetryWindow), "-refresh-interval": int64(c.RefreshInterval),
 		"-start-timeout": int64(c.StartTimeout), "-shutdown-timeout": int64(c.ShutdownTimeout),
+		"-slowlog-max-len": int64(c.SlowlogMaxLen),
 	}
 	for name, v := range positive {
 		if v <= 0 {

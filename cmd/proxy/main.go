@@ -29,12 +29,14 @@ import (
 	"github.com/clusterproxy/clusterproxy/internal/command"
 	"github.com/clusterproxy/clusterproxy/internal/localcluster"
 	"github.com/clusterproxy/clusterproxy/internal/resp"
+	"github.com/clusterproxy/clusterproxy/internal/tracing"
 	"github.com/clusterproxy/clusterproxy/metrics"
 	"github.com/clusterproxy/clusterproxy/proxy"
 	"github.com/clusterproxy/clusterproxy/router"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // version is the build's version, set with -ldflags "-X main.version=...".
@@ -60,8 +62,9 @@ func main() {
 	}
 }
 
-func newLogger(cfg *Config, out io.Writer) *slog.Logger {
-	level, _ := parseLevel(cfg.LogLevel)
+func newLogger(cfg *Config, out io.Writer, level *slog.LevelVar) *slog.Logger {
+	l, _ := parseLevel(cfg.LogLevel)
+	level.Set(l)
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(out, opts))
@@ -72,7 +75,9 @@ func newLogger(cfg *Config, out io.Writer) *slog.Logger {
 // run wires everything and serves until ctx ends (SIGINT/SIGTERM), then
 // shuts down gracefully.
 func run(ctx context.Context, cfg *Config, logOut io.Writer) error {
-	log := newLogger(cfg, logOut)
+	level := new(slog.LevelVar) // SIGHUP may change it
+	log := newLogger(cfg, logOut, level)
+	base := *cfg // as parsed, before -dev fills in the seeds
 	if cfg.Procs > 0 {
 		runtime.GOMAXPROCS(cfg.Procs)
 	}
@@ -112,6 +117,27 @@ func run(ctx context.Context, cfg *Config, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var tracer trace.Tracer
+	getenv := cfg.getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if tracing.Enabled(cfg.Tracing, getenv) {
+		tp, err := tracing.Start(ctx, getenv, version)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := tp.Shutdown(fctx); err != nil {
+				log.Warn("flushing traces", "err", err)
+			}
+		}()
+		tracer = tp.Tracer()
+		log.Info("tracing on (OTLP)")
+	}
+
 	rt, err := router.New(router.Options{
 		Seeds:           cfg.Seeds,
 		Username:        cfg.NodeUser,
@@ -126,6 +152,9 @@ func run(ctx context.Context, cfg *Config, logOut io.Writer) error {
 		Observer:        m,
 	})
 	if err != nil {
+		return err
+	}
+	if err := metrics.RegisterInflight(reg, rt.Inflight); err != nil {
 		return err
 	}
 	startCtx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
@@ -154,6 +183,11 @@ func run(ctx context.Context, cfg *Config, logOut io.Writer) error {
 		RestrictDefaultUser: !cfg.AllowDangerous,
 		AuthMaxFailures:     cfg.AuthMaxFailures,
 		AuthBlockTime:       cfg.AuthBlockTime,
+
+		Tracer: tracer,
+
+		SlowlogThreshold: slowlogThreshold(cfg.SlowlogThreshold),
+		SlowlogMaxLen:    cfg.SlowlogMaxLen,
 	}, rt, table)
 	if err != nil {
 		return err
@@ -180,6 +214,8 @@ func run(ctx context.Context, cfg *Config, logOut io.Writer) error {
 			}
 		}()
 	}
+
+	reloadOnHUP(ctx, &base, srv, level, log)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/clusterproxy/clusterproxy/internal/tlsfiles"
@@ -88,13 +86,9 @@ func (c *Config) readSecrets() error {
 		if path == "" {
 			return nil
 		}
-		b, err := os.ReadFile(path)
+		v, err := readSecretFile(path)
 		if err != nil {
 			return fmt.Errorf("-%s: %w", flagName, err)
-		}
-		v := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-		if v == "" {
-			return fmt.Errorf("-%s: %s is empty", flagName, path)
 		}
 		*dst = v
 		return nil

@@ -140,9 +140,10 @@ var overrides = map[string]override{
 	"function|list":    {policy: AllMasters, merge: FirstReply}, // fails if a master fails
 	"function|dump":    {policy: AllMasters, merge: FirstReply},
 	"memory|purge":     {policy: AllMasters, merge: AllOK},
-	"slowlog|get":      {policy: AllMasters, merge: Concat},
-	"slowlog|len":      {policy: AllMasters, merge: Sum},
-	"slowlog|reset":    {policy: AllMasters, merge: AllOK},
+	// The proxy keeps its own slow log (client-side times, stage by stage).
+	"slowlog|get":   {policy: Local},
+	"slowlog|len":   {policy: Local},
+	"slowlog|reset": {policy: Local},
 	// Pub/Sub subscriptions are per node (a channel's subscribers may be on
 	// several); sharded channels live on their slot's master.
 	"pubsub|channels":      {policy: AllMasters, merge: Union},
