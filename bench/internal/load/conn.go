@@ -7,7 +7,6 @@
 package load
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -98,9 +97,4 @@ func text(f []byte) (string, bool) {
 		return string(b), true
 	}
 	return "", false
-}
-
-// isNull reports whether f is a RESP2 null bulk/array or a RESP3 null.
-func isNull(f []byte) bool {
-	return bytes.Equal(f, []byte("$-1\r\n")) || bytes.Equal(f, []byte("*-1\r\n")) || bytes.Equal(f, []byte("_\r\n"))
 }

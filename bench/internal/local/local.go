@@ -51,6 +51,15 @@ type Options struct {
 type Env struct {
 	// Cluster is the six-node cluster.
 	Cluster *localcluster.Cluster
+	// Proxy is the proxy process in front of it.
+	*Proxy
+
+	dir   string
+	rmDir bool
+}
+
+// Proxy is a running proxy process.
+type Proxy struct {
 	// ProxyAddr is the proxy's listen address.
 	ProxyAddr string
 	// ProxyPID is the proxy process id.
@@ -58,9 +67,7 @@ type Env struct {
 	// ProxyLog is the file receiving the proxy's output.
 	ProxyLog string
 
-	dir     string
-	rmDir   bool
-	proxy   *exec.Cmd
+	cmd     *exec.Cmd
 	waitErr chan error
 }
 
@@ -100,9 +107,11 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 		return nil, fmt.Errorf("local: %w", err)
 	}
 	e.Cluster = c
-	if err := e.startProxy(ctx, bin, opts); err != nil {
+	p, err := StartProxy(ctx, bin, e.dir, c.Addrs(), opts)
+	if err != nil {
 		return nil, err
 	}
+	e.Proxy = p
 	ok = true
 	return e, nil
 }
@@ -157,19 +166,25 @@ func moduleRoot(ctx context.Context) (string, error) {
 	return filepath.Dir(mod), nil
 }
 
-func (e *Env) startProxy(ctx context.Context, bin string, opts Options) error {
+// StartProxy starts the proxy binary bin in front of the cluster nodes
+// seeds, on a free loopback port, logging to dir/proxy.log, and waits until
+// it answers PING. Only opts.Procs, opts.ProxyArgs and opts.ReadyTimeout
+// apply.
+func StartProxy(ctx context.Context, bin, dir string, seeds []string, opts Options) (*Proxy, error) {
 	port, err := freePort()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	e.ProxyAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	e.ProxyLog = filepath.Join(e.dir, "proxy.log")
-	logf, err := os.Create(e.ProxyLog)
+	p := &Proxy{
+		ProxyAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		ProxyLog:  filepath.Join(dir, "proxy.log"),
+	}
+	logf, err := os.Create(p.ProxyLog)
 	if err != nil {
-		return fmt.Errorf("local: proxy log: %w", err)
+		return nil, fmt.Errorf("local: proxy log: %w", err)
 	}
 	defer logf.Close()
-	args := []string{"-listen", e.ProxyAddr, "-seeds", strings.Join(e.Cluster.Addrs(), ","), "-log-level", "warn"}
+	args := []string{"-listen", p.ProxyAddr, "-seeds", strings.Join(seeds, ","), "-log-level", "warn"}
 	if opts.Procs > 0 {
 		args = append(args, "-procs", strconv.Itoa(opts.Procs))
 	}
@@ -178,12 +193,12 @@ func (e *Env) startProxy(ctx context.Context, bin string, opts Options) error {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("local: start proxy: %w", err)
+		return nil, fmt.Errorf("local: start proxy: %w", err)
 	}
-	e.proxy = cmd
-	e.ProxyPID = cmd.Process.Pid
-	e.waitErr = make(chan error, 1)
-	go func() { e.waitErr <- cmd.Wait() }()
+	p.cmd = cmd
+	p.ProxyPID = cmd.Process.Pid
+	p.waitErr = make(chan error, 1)
+	go func() { p.waitErr <- cmd.Wait() }()
 
 	timeout := opts.ReadyTimeout
 	if timeout <= 0 {
@@ -191,21 +206,43 @@ func (e *Env) startProxy(ctx context.Context, bin string, opts Options) error {
 	}
 	deadline := time.Now().Add(timeout)
 	for {
-		if pingOK(e.ProxyAddr) {
-			return nil
+		if pingOK(p.ProxyAddr) {
+			return p, nil
 		}
+		var fail error
 		select {
-		case err := <-e.waitErr:
-			e.waitErr <- err
-			return fmt.Errorf("local: proxy exited at start (%v); log %s:\n%s", err, e.ProxyLog, tail(e.ProxyLog))
+		case err := <-p.waitErr:
+			p.waitErr <- err
+			fail = fmt.Errorf("local: proxy exited at start (%v); log %s:\n%s", err, p.ProxyLog, tail(p.ProxyLog))
 		case <-ctx.Done():
-			return fmt.Errorf("local: waiting for the proxy: %w", ctx.Err())
+			fail = fmt.Errorf("local: waiting for the proxy: %w", ctx.Err())
 		case <-time.After(50 * time.Millisecond):
+			if time.Now().After(deadline) {
+				fail = fmt.Errorf("local: proxy not answering PING on %s after %s; log:\n%s", p.ProxyAddr, timeout, tail(p.ProxyLog))
+			}
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("local: proxy not answering PING on %s after %s; log:\n%s", e.ProxyAddr, timeout, tail(e.ProxyLog))
+		if fail != nil {
+			p.Stop()
+			return nil, fail
 		}
 	}
+}
+
+// Stop stops the proxy: SIGTERM, then SIGKILL to its process group after a
+// grace period. It is idempotent.
+func (p *Proxy) Stop() {
+	if p == nil || p.cmd == nil {
+		return
+	}
+	_ = syscall.Kill(p.ProxyPID, syscall.SIGTERM)
+	select {
+	case err := <-p.waitErr:
+		p.waitErr <- err
+	case <-time.After(stopGrace):
+		_ = syscall.Kill(-p.ProxyPID, syscall.SIGKILL)
+		p.waitErr <- <-p.waitErr
+	}
+	p.cmd = nil
 }
 
 func pingOK(addr string) bool {
@@ -245,15 +282,9 @@ func tail(path string) string {
 // and removes a temporary directory. It is idempotent.
 func (e *Env) Stop() error {
 	var errs []error
-	if e.proxy != nil {
-		_ = syscall.Kill(e.ProxyPID, syscall.SIGTERM)
-		select {
-		case <-e.waitErr:
-		case <-time.After(stopGrace):
-			_ = syscall.Kill(-e.ProxyPID, syscall.SIGKILL)
-			<-e.waitErr
-		}
-		e.proxy = nil
+	if e.Proxy != nil {
+		e.Proxy.Stop()
+		e.Proxy = nil
 	}
 	if e.Cluster != nil {
 		if err := e.Cluster.Stop(); err != nil {
