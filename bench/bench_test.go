@@ -39,9 +39,14 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		if proxyBin, err = local.Build(context.Background(), dir); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
+		// BENCH_TEST_PROXY_BIN runs the tests against another proxy build
+		// (for example one with more gateway commands) instead of this
+		// module's cmd/proxy.
+		if proxyBin = os.Getenv("BENCH_TEST_PROXY_BIN"); proxyBin == "" {
+			if proxyBin, err = local.Build(context.Background(), dir); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
 		}
 		if proxy, err = local.StartProxy(context.Background(), proxyBin, dir, c.Addrs(), local.Options{Procs: 1}); err != nil {
 			fmt.Fprintln(os.Stderr, err)

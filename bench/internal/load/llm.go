@@ -27,13 +27,18 @@ const (
 
 var llmSteps = []string{StepAcquire, StepKey, StepGet, StepWindow, StepSettle, StepFill, StepAppend}
 
-// Limits the flow asks RL.ACQUIRE for: high enough never to refuse, so the
-// figures measure the commands rather than the limiter's verdicts.
+// Limits the flow asks RL.ACQUIRE for: the highest the ratelimit package
+// accepts (60,000,000 per minute, 1,000,000 concurrent), so that the
+// figures measure the commands rather than the limiter's verdicts. With the
+// default sizes (768 tokens per flow) one tenant allows about 78,000 flows
+// per minute; -tenants spreads the load when a run goes faster. A refusal
+// counts as an error, with the reply quoted.
 const (
-	llmRPM         = "1000000000"
-	llmTPM         = "1000000000000"
+	llmRPM         = "60000000"
+	llmTPM         = "60000000"
 	llmConcurrency = "1000000"
-	llmPopular     = 64   // distinct popular prompts per turn (cache hits)
+	llmEndpoint    = "/v1/chat/completions"
+	llmPopular     = 16   // distinct popular prompts (cache hits once filled)
 	llmWaitMS      = "50" // CACHE.GET WAIT while another caller fills
 	llmWindowTok   = "8000"
 	llmCacheTTL    = "600"
@@ -45,8 +50,10 @@ const (
 // memoised as a gateway would), CACHE.GET, CTX.WINDOW, RL.SETTLE, CACHE.SET
 // on a miss, and CTX.APPEND of the prompt and the answer (two commands, one
 // round trip). Conversations last cfg.Turns requests, then CTX.CLEAR starts
-// a new one. A share cfg.HitRatio of requests repeats one of a few popular
-// prompts of its turn, the rest are unique. An operation is one whole flow.
+// a new one. A share cfg.HitRatio of requests repeats one of 16 popular
+// prompts (answers shared across tenants: empty cache scope), so they hit
+// the cache once it is filled; the rest are unique and miss. An operation
+// is one whole flow.
 type LLM struct{}
 
 // Name returns "llm".
@@ -108,11 +115,12 @@ func (LLM) Run(ctx context.Context, t *Target, cfg Config, bud Budget, live *Liv
 	sig := histSigFigs(workers)
 	flows := make([]*llmWorker, workers)
 	runErrs := make([]error, workers)
+	nonce := strconv.FormatInt(time.Now().UnixNano(), 36)
 	bg := newBudget(bud)
 	began := time.Now()
 	var wg sync.WaitGroup
 	for i := range workers {
-		w := newLLMWorker(cfg, i, conns[i], sig)
+		w := newLLMWorker(cfg, i, conns[i], sig, nonce)
 		flows[i] = w
 		wg.Go(func() {
 			for bg.take(1) == 1 {
@@ -185,6 +193,7 @@ type llmWorker struct {
 	c      *conn
 	rng    *rand.Rand
 	id     int
+	nonce  string // per round: unique prompts and sessions never repeat across rounds or runs
 	tenant string
 	conv   int // conversations started
 	turn   int // turns done in the current conversation
@@ -204,9 +213,10 @@ type llmWorker struct {
 	promptBytes []byte
 }
 
-func newLLMWorker(cfg Config, id int, c *conn, sig int) *llmWorker {
+func newLLMWorker(cfg Config, id int, c *conn, sig int, nonce string) *llmWorker {
 	w := &llmWorker{
 		cfg:       cfg,
+		nonce:     nonce,
 		c:         c,
 		rng:       rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(id))),
 		id:        id,
@@ -224,7 +234,7 @@ func newLLMWorker(cfg Config, id int, c *conn, sig int) *llmWorker {
 }
 
 func (w *llmWorker) session() string {
-	return "w" + strconv.Itoa(w.id) + "-c" + strconv.Itoa(w.conv)
+	return w.nonce + "-w" + strconv.Itoa(w.id) + "-c" + strconv.Itoa(w.conv)
 }
 
 // step runs one command and records its latency under step j.
@@ -245,10 +255,10 @@ func (w *llmWorker) step(j int, args ...string) ([]byte, error) {
 func (w *llmWorker) prompt() (string, string) {
 	var id string
 	if w.rng.Float64() < w.cfg.HitRatio {
-		id = "p" + strconv.Itoa(w.rng.IntN(llmPopular)) + "-t" + strconv.Itoa(w.turn)
+		id = "p" + strconv.Itoa(w.rng.IntN(llmPopular))
 	} else {
 		w.uniq++
-		id = "u" + strconv.Itoa(w.id) + "-" + strconv.Itoa(w.uniq)
+		id = "u" + w.nonce + "-" + strconv.Itoa(w.id) + "-" + strconv.Itoa(w.uniq)
 	}
 	b := append(w.promptBytes[:0], "prompt "...)
 	b = append(b, id...)
@@ -285,7 +295,7 @@ func (w *llmWorker) flow() error {
 	key, ok := w.keys[id]
 	if !ok {
 		body := `{"model":"bench","messages":[{"role":"user","content":"` + prompt + `"}]}`
-		f, err := w.step(1, "CACHE.KEY", w.cfg.Prefix+"ns", "chat", "bench", w.tenant, body)
+		f, err := w.step(1, "CACHE.KEY", w.cfg.Prefix+"ns", llmEndpoint, "bench", "", body)
 		if err != nil {
 			return err
 		}
