@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clusterproxy/clusterproxy/bench/internal/report"
 )
 
 func TestParseArgsDefaults(t *testing.T) {
@@ -97,5 +99,19 @@ func TestParseArgsErrors(t *testing.T) {
 	}
 	if _, err := parseArgs([]string{"-h"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: err %v, want flag.ErrHelp", err)
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	rep := &report.Report{Targets: []report.Target{
+		{Name: "proxy", BenchCPU: 1.7, Ops: 90, Errors: 10},
+		{Name: "direct", BenchCPU: 0.5, Ops: 100},
+	}}
+	w := warnings(rep, 2)
+	if len(w) != 2 || !strings.Contains(w[0], "proxy: the load generator used 1.70 of 2 cores") || w[1] != "proxy: 10 of 100 operations failed" {
+		t.Errorf("warnings %q", w)
+	}
+	if w := warnings(rep, 4); len(w) != 1 {
+		t.Errorf("with 4 cores: warnings %q, want only the failures", w)
 	}
 }

@@ -155,6 +155,7 @@ func run(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		rep.Targets = append(rep.Targets, a.finish())
 	}
 	rep.SetRatios("direct")
+	rep.Warnings = warnings(rep, runtime.GOMAXPROCS(0))
 	return writeReports(rep, cfg, stdout)
 }
 
@@ -333,4 +334,22 @@ func writeReports(rep *report.Report, cfg *config, stdout io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// benchCPUWarn is the share of the usable cores above which the load
+// generator is likely the bottleneck.
+const benchCPUWarn = 0.8
+
+// warnings lists what makes the figures of rep doubtful.
+func warnings(rep *report.Report, procs int) []string {
+	var out []string
+	for _, t := range rep.Targets {
+		if t.BenchCPU >= benchCPUWarn*float64(procs) {
+			out = append(out, fmt.Sprintf("%s: the load generator used %.2f of %d cores: it may be the bottleneck (fewer -conns, more -pipeline, or run it on another machine)", t.Name, t.BenchCPU, procs))
+		}
+		if t.Errors > 0 {
+			out = append(out, fmt.Sprintf("%s: %d of %d operations failed", t.Name, t.Errors, t.Ops+t.Errors))
+		}
+	}
+	return out
 }

@@ -63,6 +63,7 @@ type Worker struct {
 	Rng   *rand.Rand
 	Value []byte   // a value of Config.Size bytes
 	Keys  [][]byte // scratch key buffers
+	Args  [][]byte // scratch argument list
 	ID    int
 }
 

@@ -76,7 +76,7 @@ type multiWorkload struct {
 
 func (m multiWorkload) Fill(b *Batch, w *Worker, n int) {
 	k := m.cfg.Multi
-	args := make([][]byte, 0, 1+2*k)
+	args := w.Args
 	for range n {
 		b.Op()
 		for i := range k {
@@ -105,4 +105,5 @@ func (m multiWorkload) Fill(b *Batch, w *Worker, n int) {
 		}
 		b.Cmd(nil, args...)
 	}
+	w.Args = args
 }

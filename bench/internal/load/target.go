@@ -59,12 +59,12 @@ func (t *Target) Prepare(ctx context.Context) error {
 	}
 	c, err := dial(ctx, t.Addrs[0])
 	if err != nil {
-		return fmt.Errorf("load: target %s: %w", t.Name, err)
+		return err // names the address
 	}
 	defer c.close()
 	f, err := c.doStrings("PING")
 	if err != nil {
-		return fmt.Errorf("load: target %s: %w", t.Name, err)
+		return err
 	}
 	if err := replyError(f); err != nil {
 		return fmt.Errorf("load: target %s: PING: %w", t.Name, err)

@@ -30,6 +30,9 @@ type Report struct {
 	Rounds int `json:"rounds"`
 	// Targets are the results per target, in command-line order.
 	Targets []Target `json:"targets"`
+	// Warnings say why figures may mislead (the load generator saturated,
+	// operations failed).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Target is one target's figures over all rounds.
@@ -199,7 +202,11 @@ func Thousands(v float64) string {
 func MiB(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 func (r *Report) title() string {
-	return fmt.Sprintf("scenario %s, %d rounds alternating, %s, %s", r.Scenario, r.Rounds, r.Host, r.Date)
+	rounds := fmt.Sprintf("%d rounds alternating", r.Rounds)
+	if r.Rounds == 1 {
+		rounds = "1 round"
+	}
+	return fmt.Sprintf("scenario %s, %s, %s, %s", r.Scenario, rounds, r.Host, r.Date)
 }
 
 func (r *Report) paramLine() string {
@@ -264,6 +271,9 @@ func (r *Report) writeDetails(w io.Writer, md bool) {
 		bullet = "- "
 	}
 	fmt.Fprintln(w)
+	for _, warn := range r.Warnings {
+		fmt.Fprintf(w, "%swarning: %s\n", bullet, warn)
+	}
 	for _, t := range r.Targets {
 		if t.Unsupported != "" {
 			fmt.Fprintf(w, "%s%s: %s\n", bullet, t.Name, t.Unsupported)

@@ -33,6 +33,7 @@ func sample() *Report {
 		},
 	}
 	r.SetRatios("direct")
+	r.Warnings = []string{"proxy: 3 of 2003 operations failed"}
 	return r
 }
 
@@ -80,6 +81,7 @@ func TestTable(t *testing.T) {
 		"rounds ops/s: 44,000, 46,000",
 		"published_per_sec 1234.50",
 		"latency per step", "rl.acquire",
+		"warning: proxy: 3 of 2003 operations failed",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
@@ -124,7 +126,7 @@ func TestMarkdown(t *testing.T) {
 	if !strings.Contains(b.String(), `a<b>\|c`) {
 		t.Errorf("a '|' in a name must be escaped:\n%s", b.String())
 	}
-	if !strings.Contains(b.String(), "- proxy: rounds ops/s") {
+	if !strings.Contains(b.String(), "- proxy: rounds ops/s") || !strings.Contains(b.String(), "- warning: proxy: 3 of 2003") {
 		t.Errorf("details must be a Markdown list:\n%s", b.String())
 	}
 }

@@ -19,6 +19,8 @@ const (
 	svgBottom  = 24
 	svgValueW  = 80 // room right of a bar for its value
 	svgBarArea = svgPanelW - svgValueW
+
+	svgMaxReason = 110 // characters of a reason shown instead of bars
 )
 
 var svgColors = []string{"#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1"}
@@ -53,6 +55,9 @@ func (r *Report) WriteSVG(w io.Writer) error {
 			}
 			if why == "" {
 				why = "no operations"
+			}
+			if r := []rune(why); len(r) > svgMaxReason {
+				why = string(r[:svgMaxReason-1]) + "…"
 			}
 			fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" fill="#888">%s</text>`+"\n", left, y+svgBarH*0.7, esc(why))
 			continue
