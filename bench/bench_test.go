@@ -280,3 +280,33 @@ func TestLocal(t *testing.T) {
 		}
 	}
 }
+
+// TestFailedTarget: an unreachable target is reported as failed, the others
+// are measured, and the run ends with an error naming it.
+func TestFailedTarget(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "r.json")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	l.Close()
+	args := append(targets(), "-other", "dead="+dead, "-n", "50", "-conns", "2", "-rounds", "1", "-json", out,
+		"-progress=false", "-prefix", "bench-it-failed:")
+	err = mainErr(t.Context(), args, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "target(s) failed: dead") {
+		t.Fatalf("err %v, want the dead target named", err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r report.Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Targets) != 3 || r.Targets[0].Ops != 50 || r.Targets[1].Ops != 50 ||
+		!strings.Contains(r.Targets[2].Failed, "connection refused") {
+		t.Errorf("targets %+v", r.Targets)
+	}
+}

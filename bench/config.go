@@ -91,7 +91,7 @@ func parseArgs(args []string, out io.Writer) (*config, error) {
 	var n int64
 	fs.StringVar(&c.proxy, "proxy", "", "`host:port` of the proxy (a single endpoint)")
 	fs.IntVar(&c.proxyPID, "proxy-pid", 0, "`pid` of the proxy process, for its CPU time and memory (automatic with -local)")
-	fs.StringVar(&direct, "direct", "", "comma-separated `host:port` seeds of the cluster, reached directly with slot routing")
+	fs.StringVar(&direct, "direct", "", "comma-separated cluster `seeds` (host:port), reached directly with slot routing")
 	fs.Var(otherList{c}, "other", "another endpoint as `name=host:port` (repeatable), e.g. another proxy")
 	fs.Var(pidList{c}, "other-pid", "`name=pid` of an -other target's process, for its CPU time and memory (repeatable)")
 	fs.BoolVar(&c.local, "local", false, "start a local six-node cluster and the proxy (built from ./cmd/proxy) and target both")
@@ -117,7 +117,7 @@ func parseArgs(args []string, out io.Writer) (*config, error) {
 	fs.IntVar(&c.load.Prompt, "prompt", 2048, "llm: prompt size in bytes")
 	fs.IntVar(&c.load.Answer, "answer", 1024, "llm: answer size in bytes")
 	fs.IntVar(&c.load.Tenants, "tenants", 8, "llm: tenants")
-	fs.Float64Var(&c.load.HitRatio, "hit-ratio", 0.3, "llm: share of requests repeating a popular prompt (cache hits)")
+	fs.Float64Var(&c.load.HitRatio, "hit-ratio", 0.3, "llm: share of requests repeating one of 16 popular prompts (cache hits once filled)")
 	fs.StringVar(&c.load.Prefix, "prefix", "bench:", "key and channel prefix")
 	fs.Int64Var(&c.load.Seed, "seed", 1, "random seed (same seed, same key sequence)")
 	fs.StringVar(&c.jsonOut, "json", "", "also write the report as JSON to `file`")

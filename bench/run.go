@@ -156,7 +156,21 @@ func run(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	}
 	rep.SetRatios("direct")
 	rep.Warnings = warnings(rep, runtime.GOMAXPROCS(0))
-	return writeReports(rep, cfg, stdout)
+	if err := writeReports(rep, cfg, stdout); err != nil {
+		return err
+	}
+	// A target that failed makes the run fail (after its report); one that
+	// does not support the scenario does not.
+	var failed []string
+	for _, t := range rep.Targets {
+		if t.Failed != "" {
+			failed = append(failed, t.Name)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("target(s) failed: %s", strings.Join(failed, ", "))
+	}
+	return nil
 }
 
 // runRound runs round r against one target and adds it to a.
