@@ -124,8 +124,11 @@ func (LLM) Run(ctx context.Context, t *Target, cfg Config, bud Budget, live *Liv
 		flows[i] = w
 		wg.Go(func() {
 			for bg.take(1) == 1 {
+				err := w.nextConversation()
 				start := time.Now()
-				err := w.flow()
+				if err == nil {
+					err = w.flow()
+				}
 				if err != nil {
 					var re replyErr
 					if !errors.As(err, &re) {
@@ -270,15 +273,26 @@ func (w *llmWorker) prompt() (string, string) {
 	return id, string(b)
 }
 
+// nextConversation ends a finished conversation (CTX.CLEAR, outside the
+// measured flows) and starts a new one.
+func (w *llmWorker) nextConversation() error {
+	if w.turn < w.cfg.Turns {
+		return nil
+	}
+	f, err := w.c.doStrings("CTX.CLEAR", w.tenant, w.session())
+	if err != nil {
+		return err
+	}
+	w.conv++
+	w.turn = 0
+	if err := replyError(f); err != nil {
+		return replyErr{step: "ctx.clear", msg: err.Error()}
+	}
+	return nil
+}
+
 // flow runs one request.
 func (w *llmWorker) flow() error {
-	if w.turn == w.cfg.Turns {
-		if _, err := w.c.doStrings("CTX.CLEAR", w.tenant, w.session()); err != nil {
-			return err
-		}
-		w.conv++
-		w.turn = 0
-	}
 	id, prompt := w.prompt()
 	sess := w.session()
 
