@@ -35,5 +35,15 @@ fuzz:
 bench:
 	$(GO) test -run XXX -bench . -benchmem ./internal/resp/ ./router/
 
+# Side-by-side load figures with the Go load tool (bench/): proxy against direct
+# cluster access, alternating rounds, on a local cluster it starts itself.
+# Reports land in .data/bench/. Extra flags: make bench-compare BENCH_ARGS="-rounds 5".
+.PHONY: bench-compare
+bench-compare: deps
+	@mkdir -p .data/bench
+	$(GO) run ./bench -local -scenario getset -rounds 3 -json .data/bench/getset.json -md .data/bench/getset.md -svg .data/bench/getset.svg $(BENCH_ARGS)
+	$(GO) run ./bench -local -scenario pipeline -rounds 3 -json .data/bench/pipeline.json -md .data/bench/pipeline.md -svg .data/bench/pipeline.svg $(BENCH_ARGS)
+	$(GO) run ./bench -local -scenario mset -rounds 3 -json .data/bench/mset.json -md .data/bench/mset.md -svg .data/bench/mset.svg $(BENCH_ARGS)
+
 clean:
 	rm -rf bin .data

@@ -33,7 +33,7 @@ func TestPasswordFiles(t *testing.T) {
 		t.Errorf("from the environment: %q, %v", cfg.NodePassword, err)
 	}
 	cases := map[string][]string{
-		"-password and -password-file are exclusive":                  {"-password", "x", "-password-file", client},
+		"-password and -password-file are exclusive":                 {"-password", "x", "-password-file", client},
 		"-node-password-file: open " + filepath.Join(dir, "missing"): {"-node-password-file", filepath.Join(dir, "missing")},
 		"empty":                    {"-password-file", file("empty", "\n")},
 		"is not a password (limit": {"-password-file", file("big", strings.Repeat("x", 5000))},
