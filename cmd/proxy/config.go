@@ -164,10 +164,12 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {
+			set[f.Name] = true
 			if e := f.Value.Set(v); e != nil {
 				err = fmt.Errorf("environment %s: %w", envName(f.Name), e)
 			}
 		} else if v, ok := file[f.Name]; ok {
+			set[f.Name] = true
 			if e := f.Value.Set(v); e != nil {
 				err = fmt.Errorf("config file %s: %s: %w", path, f.Name, e)
 			}
@@ -175,6 +177,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	})
 	if err != nil {
 		return nil, err
+	}
+	if c.Dev && !set["allow-dangerous"] {
+		// A local development cluster: FLUSHALL, KEYS and CONFIG are what
+		// its user is there for.
+		c.AllowDangerous = true
 	}
 	c.args, c.getenv = args, getenv
 	if err := c.Validate(); err != nil {

@@ -234,3 +234,32 @@ func TestReadyzFollowsCoverage(t *testing.T) {
 	}
 	waitStatus(http.StatusOK)
 }
+
+// -dev lets the default user run dangerous commands unless -allow-dangerous
+// is given, by flag, environment or file; without -dev they are refused.
+func TestAllowDangerousDefault(t *testing.T) {
+	noEnv := func(string) string { return "" }
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want bool
+	}{
+		{args: []string{"-seeds", "a:1"}, want: false},
+		{args: []string{"-dev"}, want: true},
+		{args: []string{"-dev", "-allow-dangerous=false"}, want: false},
+		{args: []string{"-dev"}, env: map[string]string{"CLUSTERPROXY_ALLOW_DANGEROUS": "false"}, want: false},
+		{args: []string{"-seeds", "a:1", "-allow-dangerous"}, want: true},
+	} {
+		getenv := noEnv
+		if tc.env != nil {
+			getenv = func(k string) string { return tc.env[k] }
+		}
+		cfg, err := parseConfig(tc.args, getenv, io.Discard)
+		if err != nil {
+			t.Fatalf("%v %v: %v", tc.args, tc.env, err)
+		}
+		if cfg.AllowDangerous != tc.want {
+			t.Errorf("%v %v: AllowDangerous = %v, want %v", tc.args, tc.env, cfg.AllowDangerous, tc.want)
+		}
+	}
+}

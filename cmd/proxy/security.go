@@ -38,7 +38,7 @@ func addSecurityFlags(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&s.PasswordFile, "password-file", "", "`file` holding the client password (instead of -password; a trailing newline is ignored)")
 	fs.StringVar(&s.NodePasswordFile, "node-password-file", "", "`file` holding the node password (instead of -node-password; a trailing newline is ignored)")
 	fs.StringVar(&s.UsersFile, "users-file", "", "`file` of client users in Redis ACL syntax (\"user alice on #<sha256> ~app:* +@read\"); see README")
-	fs.BoolVar(&s.AllowDangerous, "allow-dangerous", false, "let the default user (-password) run @dangerous and @admin commands (FLUSHALL, CONFIG, KEYS, SCRIPT FLUSH...)")
+	fs.BoolVar(&s.AllowDangerous, "allow-dangerous", false, "let the default user (-password) run @dangerous and @admin commands (FLUSHALL, CONFIG, KEYS, SCRIPT FLUSH...); on by default with -dev")
 	fs.IntVar(&s.AuthMaxFailures, "auth-max-failures", proxy.DefaultAuthMaxFailures, "failed AUTH attempts from one client address within a minute before its attempts are refused for -auth-block-time (negative: no limit)")
 	fs.DurationVar(&s.AuthBlockTime, "auth-block-time", proxy.DefaultAuthBlockTime, "how long a client address that failed AUTH too often is refused")
 	fs.StringVar(&s.TLSCert, "tls-cert", "", "`file` with the certificate chain (PEM) clients see; with -tls-key, clients must use TLS (1.2+)")
