@@ -179,7 +179,7 @@ func (h *rlHandlers) acquire(ctx context.Context, args [][]byte, proto int) []by
 	} else {
 		h.obs.GatewayEvent(rlFamily, "limited")
 	}
-	out := resp.AppendMapHeader(make([]byte, 0, 256), 3, proto)
+	out := resp.AppendMapHeader(make([]byte, 0, 256), 4, proto)
 	out = resp.AppendBulkString(out, "allowed")
 	if g.Allowed {
 		out = resp.AppendInt(out, 1)
@@ -193,16 +193,21 @@ func (h *rlHandlers) acquire(ctx context.Context, args [][]byte, proto int) []by
 		out = resp.AppendNull(out, proto)
 	}
 	out = resp.AppendBulkString(out, "limits")
-	return appendLimitStates(out, g.Limits, proto)
+	out = appendLimitStates(out, g.Limits, proto)
+	// The wait before the whole request could be allowed: -1 when it is
+	// allowed, or when some limit can never allow it.
+	out = resp.AppendBulkString(out, "retry_after_ms")
+	return resp.AppendInt(out, ceilMs(g.RetryAfter()))
 }
 
 // appendLimitStates appends an array of per-limit maps: name, limit,
 // remaining, retry_after_ms (-1 when this limit does not refuse, or never
-// can allow), reset_after_ms.
+// can allow), reset_after_ms, limited (this limit refuses: 1) and never
+// (the request is larger than this limit can ever grant: 1).
 func appendLimitStates(out []byte, states []ratelimit.LimitState, proto int) []byte {
 	out = resp.AppendArrayHeader(out, len(states))
 	for _, st := range states {
-		out = resp.AppendMapHeader(out, 5, proto)
+		out = resp.AppendMapHeader(out, 7, proto)
 		out = resp.AppendBulkString(out, "name")
 		out = resp.AppendBulkString(out, st.Name)
 		out = resp.AppendBulkString(out, "limit")
@@ -213,6 +218,10 @@ func appendLimitStates(out []byte, states []ratelimit.LimitState, proto int) []b
 		out = resp.AppendInt(out, ceilMs(st.RetryAfter))
 		out = resp.AppendBulkString(out, "reset_after_ms")
 		out = resp.AppendInt(out, ceilMs(st.ResetAfter))
+		out = resp.AppendBulkString(out, "limited")
+		out = resp.AppendInt(out, boolInt(st.Limited))
+		out = resp.AppendBulkString(out, "never")
+		out = resp.AppendInt(out, boolInt(st.Never))
 	}
 	return out
 }
@@ -284,4 +293,11 @@ func (h *rlHandlers) reset(ctx context.Context, args [][]byte, _ int) []byte {
 	}
 	h.obs.GatewayEvent(rlFamily, "reset")
 	return resp.AppendOK(nil)
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -119,8 +119,11 @@ func TestRateLimitAcquireCommands(t *testing.T) {
 		if r := lims["tpm"]; r["remaining"] != int64(3000) || r["reset_after_ms"] != int64(30000) {
 			t.Fatalf("RESP%d: tpm = %v", proto, r)
 		}
-		if r := lims["concurrency"]; r["remaining"] != int64(0) || r["retry_after_ms"] != int64(-1) {
+		if r := lims["concurrency"]; r["remaining"] != int64(0) || r["retry_after_ms"] != int64(-1) || r["limited"] != int64(0) || r["never"] != int64(0) {
 			t.Fatalf("RESP%d: concurrency = %v", proto, r)
+		}
+		if g["retry_after_ms"] != int64(-1) {
+			t.Fatalf("RESP%d: allowed acquire retry_after_ms = %v, want -1", proto, g["retry_after_ms"])
 		}
 		// Refused by concurrency: lease nil, nothing charged.
 		g = rlFields(t, rlDo(t, c, "RL.ACQUIRE", tenant, "RPM", 10, "TPM", 6000, "CONCURRENCY", 1, "TOKENS", 10))
@@ -128,11 +131,20 @@ func TestRateLimitAcquireCommands(t *testing.T) {
 			t.Fatalf("RESP%d: refused acquire = %v", proto, g)
 		}
 		lims = rlLimits(t, g["limits"])
-		if r := lims["concurrency"]; r["retry_after_ms"].(int64) <= 0 || r["retry_after_ms"].(int64) > 60000 {
+		if r := lims["concurrency"]; r["retry_after_ms"].(int64) <= 0 || r["retry_after_ms"].(int64) > 60000 || r["limited"] != int64(1) || r["never"] != int64(0) {
 			t.Fatalf("RESP%d: concurrency = %v, want retry within the lease", proto, r)
 		}
-		if r := lims["rpm"]; r["remaining"] != int64(9) || r["retry_after_ms"] != int64(-1) {
+		if r := lims["rpm"]; r["remaining"] != int64(9) || r["retry_after_ms"] != int64(-1) || r["limited"] != int64(0) {
 			t.Fatalf("RESP%d: rpm after refusal = %v", proto, r)
+		}
+		if g["retry_after_ms"] != lims["concurrency"]["retry_after_ms"] {
+			t.Fatalf("RESP%d: refused acquire retry_after_ms = %v, want the concurrency limit's %v", proto, g["retry_after_ms"], lims["concurrency"]["retry_after_ms"])
+		}
+		// More tokens than the TPM limit can ever hold: never, no retry.
+		g = rlFields(t, rlDo(t, c, "RL.ACQUIRE", tenant, "TPM", 6000, "TOKENS", 6001))
+		lims = rlLimits(t, g["limits"])
+		if g["allowed"] != int64(0) || g["retry_after_ms"] != int64(-1) || lims["tpm"]["never"] != int64(1) || lims["tpm"]["limited"] != int64(1) {
+			t.Fatalf("RESP%d: acquire above TPM = %v %v", proto, g, lims)
 		}
 		// Settle refunds 2000, frees the slot; twice changes nothing.
 		s := rlFields(t, rlDo(t, c, "RL.SETTLE", tenant, lease, 1000))

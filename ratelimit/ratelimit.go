@@ -163,6 +163,18 @@ func checkID(what, id string) error {
 	return nil
 }
 
+// checkTenant checks a tenant id: an id, and no brace, which would end or
+// nest the hash tag {tenant} that keeps a tenant's keys in one slot.
+func checkTenant(tenant string) error {
+	if err := checkID("tenant", tenant); err != nil {
+		return err
+	}
+	if strings.ContainsAny(tenant, "{}") {
+		return fmt.Errorf("%w: tenant %q contains a brace ('{' or '}')", ErrInvalid, tenant)
+	}
+	return nil
+}
+
 // tenantKeys are the keys of one tenant, all under the hash tag {tenant}.
 type tenantKeys struct{ rpm, tpm, leases, gen string }
 

@@ -105,7 +105,7 @@ func (g Grant) RetryAfter() time.Duration {
 // lease until Settle, Release or its TTL. The concurrency slot is taken only
 // when a concurrency limit is given.
 func (l *Limiter) Acquire(ctx context.Context, tenant string, req Request) (Grant, error) {
-	if err := checkID("tenant", tenant); err != nil {
+	if err := checkTenant(tenant); err != nil {
 		return Grant{}, err
 	}
 	if err := req.check(); err != nil {
@@ -194,7 +194,7 @@ type SettleResult struct {
 // Options.SettleGrace, gives ErrUnknownLease. After Reset, the TPM of an
 // earlier lease is no longer adjusted.
 func (l *Limiter) Settle(ctx context.Context, tenant, lease string, actual int64) (SettleResult, error) {
-	if err := checkID("tenant", tenant); err != nil {
+	if err := checkTenant(tenant); err != nil {
 		return SettleResult{}, err
 	}
 	if err := checkLease(lease); err != nil {
@@ -223,7 +223,7 @@ func (l *Limiter) Settle(ctx context.Context, tenant, lease string, actual int64
 // (the estimate stays charged; Settle with the actual count refunds it). It
 // returns false when the lease had been released (or settled) before.
 func (l *Limiter) Release(ctx context.Context, tenant, lease string) (bool, error) {
-	if err := checkID("tenant", tenant); err != nil {
+	if err := checkTenant(tenant); err != nil {
 		return false, err
 	}
 	if err := checkLease(lease); err != nil {
@@ -245,7 +245,7 @@ func (l *Limiter) Release(ctx context.Context, tenant, lease string) (bool, erro
 // Limited means a request costing nothing more would be refused now (TPM in
 // debt after Settle, or every concurrency slot taken).
 func (l *Limiter) Peek(ctx context.Context, tenant string, lim Limits) ([]LimitState, error) {
-	if err := checkID("tenant", tenant); err != nil {
+	if err := checkTenant(tenant); err != nil {
 		return nil, err
 	}
 	if err := lim.check(); err != nil {
@@ -264,7 +264,7 @@ func (l *Limiter) Peek(ctx context.Context, tenant string, lim Limits) ([]LimitS
 // concurrency slot. Leases granted before stay known (Settle and Release
 // answer for them) but no longer change TPM.
 func (l *Limiter) Reset(ctx context.Context, tenant string) error {
-	if err := checkID("tenant", tenant); err != nil {
+	if err := checkTenant(tenant); err != nil {
 		return err
 	}
 	k := l.tenantKeys(tenant)

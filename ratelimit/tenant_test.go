@@ -375,6 +375,8 @@ func TestTenantErrors(t *testing.T) {
 	}{
 		{"empty tenant", "", ratelimit.Request{Limits: ok}, "empty tenant"},
 		{"long tenant", strings.Repeat("t", ratelimit.MaxKeyLen+1), ratelimit.Request{Limits: ok}, "above the maximum"},
+		{"closing brace", "}x", ratelimit.Request{Limits: ok}, "brace"},
+		{"opening brace", "a{b", ratelimit.Request{Limits: ok}, "brace"},
 		{"no limit", "t", ratelimit.Request{}, "no limit given"},
 		{"negative rpm", "t", ratelimit.Request{Limits: ratelimit.Limits{RPM: -1}}, "RPM -1 is negative"},
 		{"negative tpm", "t", ratelimit.Request{Limits: ratelimit.Limits{TPM: -5}}, "TPM -5 is negative"},
@@ -397,6 +399,13 @@ func TestTenantErrors(t *testing.T) {
 	}
 	if _, err := l.Peek(ctx, "t", ratelimit.Limits{}); !errors.Is(err, ratelimit.ErrInvalid) {
 		t.Errorf("peek without limits: %v", err)
+	}
+	// A brace would break the hash tag that keeps a tenant in one slot.
+	if _, err := l.Peek(ctx, "}", ok); !errors.Is(err, ratelimit.ErrInvalid) {
+		t.Errorf("peek tenant with a brace: %v", err)
+	}
+	if _, err := l.Settle(ctx, "}x", strings.Repeat("0", 32), 1); !errors.Is(err, ratelimit.ErrInvalid) {
+		t.Errorf("settle tenant with a brace: %v", err)
 	}
 	if err := l.Reset(ctx, ""); !errors.Is(err, ratelimit.ErrInvalid) {
 		t.Errorf("reset empty tenant: %v", err)
