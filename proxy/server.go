@@ -77,6 +77,17 @@ type Config struct {
 	SlowlogThreshold time.Duration
 	SlowlogMaxLen    int
 
+	// WriteReplicas, when above 0, makes every write wait for replication
+	// before it is acknowledged: after the master's reply, the proxy runs
+	// WAIT WriteReplicas WriteReplicasTimeout on that master (as a client's
+	// own WAIT is run, see wait.go). A write that fewer replicas
+	// acknowledged in time is answered with -NOREPLICAS (it was applied on
+	// the master). Redis replication stays asynchronous: this narrows the
+	// window in which a failover loses an acknowledged write, it does not
+	// close it. Default 0 (off); WriteReplicasTimeout defaults to 1s.
+	WriteReplicas        int
+	WriteReplicasTimeout time.Duration
+
 	// GatewayTimeout bounds one gateway command (rate limit, cache,
 	// context), a cache lookup that waits for another caller's fill
 	// included. Default 30s.
@@ -105,6 +116,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.GatewayTimeout <= 0 {
 		c.GatewayTimeout = 30 * time.Second
+	}
+	if c.WriteReplicasTimeout <= 0 {
+		c.WriteReplicasTimeout = time.Second
 	}
 	return c
 }

@@ -37,6 +37,11 @@ type call struct {
 	start time.Time
 	// raw is the client's command, for the slow log.
 	raw []byte
+	// sync are the slots this write changed, when Config.WriteReplicas asks
+	// writes to wait for replication (sync.go); syncErr replaces the reply
+	// when too few replicas acknowledged.
+	sync    []int
+	syncErr []byte
 }
 
 func newCall() *call { return &call{req: router.NewRequest()} }
@@ -44,6 +49,7 @@ func newCall() *call { return &call{req: router.NewRequest()} }
 func (c *call) reset() {
 	c.req.Reset()
 	c.routed, c.quit, c.fan, c.block, c.blockDone, c.evalsha, c.name, c.wait, c.gw, c.raw = false, false, nil, false, nil, nil, "", nil, nil, nil
+	c.sync, c.syncErr = c.sync[:0], nil
 	if cap(c.reply) > 4096 {
 		c.reply = nil // do not pin large local replies in the pool
 	}
@@ -286,6 +292,9 @@ func (s *session) finish(c *call) {
 	} else if c.fan != nil {
 		c.fan.finish(s.srv, c)
 	}
+	if len(c.sync) > 0 {
+		s.syncReplicas(c)
+	}
 }
 
 // write finishes c, writes its reply, flushes if asked, and recycles c. It
@@ -295,6 +304,8 @@ func (s *session) write(c *call, flush bool) bool {
 	var err error
 	var out []byte
 	switch {
+	case c.syncErr != nil:
+		out = c.syncErr
 	case !c.routed && !c.block:
 		out = c.reply
 	case c.req.Err != nil:
@@ -447,8 +458,11 @@ func (s *session) forward(c *call, spec *command.Spec, cmd resp.Command) *call {
 	case msg != "":
 		return c.fail(msg)
 	}
-	if slot >= 0 && spec.Flags&command.Write != 0 {
+	if slot >= 0 && spec.Flags&(command.Write|command.MayReplicate) != 0 { // scripts are may_replicate
 		s.wrote.add(slot) // for WAIT
+		if s.srv.cfg.WriteReplicas > 0 {
+			c.sync = append(c.sync, slot) // wait for replication (sync.go)
+		}
 	}
 	return s.send(c, cmd.Raw, slot, spec.Flags&command.ReadOnly != 0)
 }

@@ -99,6 +99,9 @@ func (s *session) split(c *call, spec *command.Spec, args [][]byte, keys []int) 
 	for g, slot := range slots {
 		if write {
 			s.wrote.add(slot) // for WAIT
+			if s.srv.cfg.WriteReplicas > 0 {
+				c.sync = append(c.sync, slot) // wait for replication (sync.go)
+			}
 		}
 		ords := order[off[g]:off[g+1]]
 		start := len(buf)

@@ -156,7 +156,9 @@ func (s *session) exec(c *call) *call {
 		c.reply = resp.AppendArrayHeader(c.reply, 0)
 		return c
 	}
-	s.txDo(c, []byte("*1\r\n$4\r\nEXEC\r\n"))
+	if s.txDo(c, []byte("*1\r\n$4\r\nEXEC\r\n")) && t.slot >= 0 && s.srv.cfg.WriteReplicas > 0 {
+		c.sync = append(c.sync, t.slot) // wait for replication (sync.go)
+	}
 	s.endTx(true)
 	return c
 }

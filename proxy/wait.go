@@ -125,23 +125,27 @@ func (s *session) waitOn(slot int, frame []byte) []byte {
 		d.Release()
 	}
 	if slot >= 0 {
+		// One round trip: MULTI, SET, DEL, EXEC, then the command.
 		key := "{" + s.srv.tags.tag(slot) + "}clusterproxy:wait"
-		for _, f := range [][]byte{
-			[]byte("*1\r\n$5\r\nMULTI\r\n"),
-			resp.AppendCommandStrings(nil, "SET", key, "1"),
-			resp.AppendCommandStrings(nil, "DEL", key),
-			[]byte("*1\r\n$4\r\nEXEC\r\n"),
-		} {
-			r, err := d.Do(f, false)
-			if err != nil {
-				release()
-				return errorReply(err)
-			}
+		buf := append([]byte(nil), "*1\r\n$5\r\nMULTI\r\n"...)
+		buf = resp.AppendCommandStrings(buf, "SET", key, "1")
+		buf = resp.AppendCommandStrings(buf, "DEL", key)
+		buf = append(buf, "*1\r\n$4\r\nEXEC\r\n"...)
+		buf = append(buf, frame...)
+		replies, err := d.DoMany(buf, 5)
+		release()
+		if err != nil {
+			return errorReply(err)
+		}
+		for _, r := range replies[:4] {
 			if resp.IsError(r) {
-				release()
 				return r
 			}
 		}
+		if els, _, err := resp.Elements(replies[3], nil); err != nil || len(els) != 2 {
+			return append([]byte(nil), errMerge...) // EXEC aborted (nil) or odd
+		}
+		return replies[4]
 	}
 	r, err := d.Do(frame, false)
 	release()

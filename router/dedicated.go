@@ -64,6 +64,31 @@ func (d *Dedicated) Do(frame []byte, asking bool) ([]byte, error) {
 	return reply, nil
 }
 
+// DoMany writes frames (n commands, already encoded back to back) in one
+// write and returns their n replies, so a short sequence costs one round
+// trip. The replies stay valid after later calls. Any error leaves the
+// connection broken, as with Do.
+func (d *Dedicated) DoMany(frames []byte, n int) ([][]byte, error) {
+	if d.broken {
+		return nil, errors.New("router: dedicated connection is broken")
+	}
+	_, _ = d.bw.Write(frames)
+	if err := d.bw.Flush(); err != nil {
+		d.broken = true
+		return nil, d.wrap(err)
+	}
+	replies := make([][]byte, n)
+	for i := range replies {
+		r, err := d.rd.ReadReply()
+		if err != nil {
+			d.broken = true
+			return nil, d.wrap(err)
+		}
+		replies[i] = r
+	}
+	return replies, nil
+}
+
 func (d *Dedicated) wrap(err error) error {
 	d.mu.Lock()
 	aborted := d.aborted
