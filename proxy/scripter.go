@@ -157,7 +157,7 @@ func (s *routerScripter) do(ctx context.Context, frame []byte, slot int, addr st
 	req.Addr = addr
 	req.Conn = s.conn
 	req.Proto = resp.RESP2
-	req.ReadOnly = readOnly
+	req.Resendable = readOnly
 	s.r.Do(req)
 	if req.Err != nil {
 		return nil, errors.New(string(resp.ErrorText(errorReply(req.Err))))

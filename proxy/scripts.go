@@ -62,7 +62,7 @@ func (s *session) healNoScript(c *call, sha []byte) {
 	load.Addr = addr
 	load.Conn = int(s.id)
 	load.Proto = s.proto
-	load.ReadOnly = true
+	load.Resendable = true
 	s.srv.router.Do(load)
 	if load.Err != nil || resp.IsError(load.Reply) {
 		return // keep the NOSCRIPT reply

@@ -464,7 +464,7 @@ func (s *session) forward(c *call, spec *command.Spec, cmd resp.Command) *call {
 			c.sync = append(c.sync, slot) // wait for replication (sync.go)
 		}
 	}
-	return s.send(c, cmd.Raw, slot, spec.Flags&command.ReadOnly != 0)
+	return s.send(c, cmd.Raw, slot, resendable(spec, cmd.Args))
 }
 
 // blocking prepares a command that may block; the writer runs it on a
@@ -493,7 +493,7 @@ func (s *session) send(c *call, frame []byte, slot int, readOnly bool) *call {
 	req.Slot = slot
 	req.Conn = int(s.id)
 	req.Proto = s.proto
-	req.ReadOnly = readOnly
+	req.Resendable = readOnly
 	c.routed = true
 	s.srv.router.Send(req)
 	return c

@@ -94,7 +94,7 @@ func (s *session) split(c *call, spec *command.Spec, args [][]byte, keys []int) 
 	if spec.Merge == command.ByPosition {
 		f.pos = make([][]int32, len(slots))
 	}
-	readOnly := spec.Flags&command.ReadOnly != 0
+	readOnly := resendable(spec, args) // read-only, or MSET
 	write := spec.Flags&command.Write != 0
 	for g, slot := range slots {
 		if write {

@@ -16,7 +16,8 @@ var (
 	ErrTooManyRedirects = errors.New("router: too many redirections")
 	// ErrConnLost is returned when a connection to a node broke after the
 	// request was written and before its reply arrived: the command may or
-	// may not have been applied, so it is not retried (unless read-only).
+	// may not have been applied, so it is not retried (unless
+	// Request.Resendable).
 	ErrConnLost = errors.New("router: connection to node lost before the reply")
 	// ErrTimeout is returned when a node did not answer within Options.ReadTimeout.
 	ErrTimeout = errors.New("router: node did not answer in time")

@@ -21,9 +21,10 @@ type Request struct {
 	Conn int
 	// Proto is the RESP version the reply must be in (2 or 3).
 	Proto int
-	// ReadOnly marks a command that is safe to send again after a
-	// connection broke while it was in flight.
-	ReadOnly bool
+	// Resendable marks a command that is safe to send again after a
+	// connection broke while it was in flight: a read, or a write that
+	// gives the same state and reply when applied twice.
+	Resendable bool
 
 	// Reply is the raw reply frame; Err is set instead when none was had.
 	Reply []byte

@@ -535,7 +535,7 @@ func (r *Router) Do(req *Request) {
 // if so sends it again.
 func (r *Router) retry(req *Request) bool {
 	if req.Err != nil {
-		if req.written && !req.ReadOnly {
+		if req.written && !req.Resendable {
 			return false // may have been applied: the client must decide
 		}
 		if errors.Is(req.Err, ErrClosed) && r.ctx.Err() != nil {
