@@ -36,7 +36,9 @@ type Options struct {
 	// DialTimeout bounds connecting and the connection handshake. Default 2s.
 	DialTimeout time.Duration
 	// ReadTimeout is how long a connection may hold unanswered requests
-	// without any reply before it is declared dead and its requests fail.
+	// without any reply before it is declared dead and its requests fail
+	// with ErrTimeout. They are not resent, reads included: the node would
+	// most likely keep silent, so ReadTimeout bounds a client's wait on it.
 	// Default 10s.
 	ReadTimeout time.Duration
 	// RedialBackoff is the first wait after a failed dial; it doubles up to

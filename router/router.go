@@ -538,6 +538,12 @@ func (r *Router) retry(req *Request) bool {
 		if req.written && !req.Resendable {
 			return false // may have been applied: the client must decide
 		}
+		if errors.Is(req.Err, ErrTimeout) {
+			// The node accepts connections but does not answer: another
+			// attempt would wait ReadTimeout on it again, holding even a
+			// read for the whole retry window. ReadTimeout bounds the wait.
+			return false
+		}
 		if errors.Is(req.Err, ErrClosed) && r.ctx.Err() != nil {
 			return false
 		}
