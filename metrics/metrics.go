@@ -24,6 +24,7 @@ type Metrics struct {
 	unsupported      *prometheus.CounterVec
 	authFailures     prometheus.Counter
 	slowSubscribers  prometheus.Counter
+	slowClients      prometheus.Counter
 	gateway          *prometheus.CounterVec
 	nodeDuration     *prometheus.HistogramVec
 
@@ -68,6 +69,8 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 			Name: "clusterproxy_auth_failures_total", Help: "Failed client authentications."}),
 		slowSubscribers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "clusterproxy_slow_subscribers_disconnected_total", Help: "Pub/sub clients disconnected because their output queue was full."}),
+		slowClients: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "clusterproxy_slow_clients_disconnected_total", Help: "Clients disconnected because they accepted no reply bytes within the client write timeout."}),
 		gateway: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "clusterproxy_gateway_events_total", Help: "Outcomes of gateway commands, by family (ratelimit, cache, context) and event (allowed, limited, hit, miss, fill, wait, trim, ...)."},
 			[]string{"family", "event"}),
@@ -84,7 +87,7 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 	var errs []error
 	for _, c := range []prometheus.Collector{m.clientConns, m.clientConnsTotal, m.commands, m.duration,
 		m.redirections, m.refreshes, m.slotsCovered, m.protocolErrors, m.unsupported, m.authFailures,
-		m.slowSubscribers, m.gateway, m.nodeDuration, build} {
+		m.slowSubscribers, m.slowClients, m.gateway, m.nodeDuration, build} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}
@@ -134,6 +137,9 @@ func (m *Metrics) AuthFailure() { m.authFailures.Inc() }
 
 // SlowSubscriber counts a pub/sub client disconnected for not reading.
 func (m *Metrics) SlowSubscriber() { m.slowSubscribers.Inc() }
+
+// SlowClient counts a client disconnected by the client write timeout.
+func (m *Metrics) SlowClient() { m.slowClients.Inc() }
 
 // GatewayEvent counts one outcome of a gateway command.
 func (m *Metrics) GatewayEvent(family, event string) { m.gateway.WithLabelValues(family, event).Inc() }

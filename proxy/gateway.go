@@ -93,6 +93,9 @@ func (s *session) gateway(c *call, spec *command.Spec, args [][]byte) *call {
 		return c.fail("ERR command '" + spec.Name + "' is not supported by the proxy")
 	}
 	g := &gwCall{done: make(chan struct{})}
+	// The reader reuses the Args slice for its next command (the bytes it
+	// points at stay valid): the handler gets its own.
+	args = append([][]byte(nil), args...)
 	proto := s.proto
 	ctx := s.ctx
 	timeout := s.srv.cfg.GatewayTimeout

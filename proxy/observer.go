@@ -22,6 +22,13 @@ type Observer interface {
 	GatewayEvent(family, event string)
 }
 
+// SlowClientObserver is an Observer that also counts clients disconnected
+// by ClientWriteTimeout (they accepted no reply bytes for that long). It is
+// a separate interface so that existing Observers keep compiling.
+type SlowClientObserver interface {
+	SlowClient()
+}
+
 type nopObserver struct{}
 
 func (nopObserver) ClientConnected()                        {}

@@ -12,6 +12,10 @@ type Settings struct {
 	// IdleTimeout closes clients idle that long; it applies to each client
 	// from its next command on. 0 = never.
 	IdleTimeout time.Duration
+	// ClientWriteTimeout disconnects a client that accepts no reply bytes
+	// for that long (see Config). It applies to every client from its next
+	// write on. 0 = never.
+	ClientWriteTimeout time.Duration
 	// SlowlogThreshold logs commands whose time from being read to their
 	// reply being written is at least this long in the proxy's SLOWLOG.
 	// 0 means the default 10ms, negative turns the slow log off; 1ns logs
@@ -29,6 +33,7 @@ func (s *Server) Reload(st Settings) {
 	}
 	s.maxClients.Store(int64(st.MaxClients))
 	s.idleTimeout.Store(int64(max(st.IdleTimeout, 0)))
+	s.writeTimeout.Store(int64(max(st.ClientWriteTimeout, 0)))
 	s.slow.set(st.SlowlogThreshold, st.SlowlogMaxLen)
 }
 
@@ -36,9 +41,10 @@ func (s *Server) Reload(st Settings) {
 func (s *Server) Settings() Settings {
 	th := time.Duration(s.slow.threshold.Load())
 	return Settings{
-		MaxClients:       int(s.maxClients.Load()),
-		IdleTimeout:      time.Duration(s.idleTimeout.Load()),
-		SlowlogThreshold: th,
-		SlowlogMaxLen:    int(s.slow.maxLen.Load()),
+		MaxClients:         int(s.maxClients.Load()),
+		IdleTimeout:        time.Duration(s.idleTimeout.Load()),
+		ClientWriteTimeout: time.Duration(s.writeTimeout.Load()),
+		SlowlogThreshold:   th,
+		SlowlogMaxLen:      int(s.slow.maxLen.Load()),
 	}
 }

@@ -58,6 +58,12 @@ type Config struct {
 	Limits resp.Limits
 	// IdleTimeout closes a client connection idle for that long. 0 = never.
 	IdleTimeout time.Duration
+	// ClientWriteTimeout disconnects a client that accepts no reply bytes
+	// for that long while the proxy has replies to write to it (a client
+	// that sends commands and never reads). The commands it has in flight
+	// are still waited for, and their replies dropped. 0 = never (the
+	// binary's default is 60s).
+	ClientWriteTimeout time.Duration
 	// AnnounceAddr is the host:port the proxy presents in CLUSTER SLOTS,
 	// SHARDS and NODES. Default: the local address of each client's
 	// connection, which is right unless the proxy is behind NAT.
@@ -152,9 +158,10 @@ type Server struct {
 	calls   sync.Pool // *call
 
 	// Settings that Reload may change while serving.
-	maxClients  atomic.Int64
-	idleTimeout atomic.Int64 // nanoseconds
-	slow        slowlog
+	maxClients   atomic.Int64
+	idleTimeout  atomic.Int64 // nanoseconds
+	writeTimeout atomic.Int64 // nanoseconds; ClientWriteTimeout
+	slow         slowlog
 
 	mu        sync.Mutex // guards listeners, sessions, closing
 	listeners map[net.Listener]struct{}
@@ -181,7 +188,8 @@ func New(cfg Config, r *router.Router, t *command.Table) (*Server, error) {
 	}
 	s.calls.New = func() any { return newCall() }
 	s.Reload(Settings{MaxClients: cfg.MaxClients, IdleTimeout: cfg.IdleTimeout,
-		SlowlogThreshold: cfg.SlowlogThreshold, SlowlogMaxLen: cfg.SlowlogMaxLen})
+		ClientWriteTimeout: cfg.ClientWriteTimeout,
+		SlowlogThreshold:   cfg.SlowlogThreshold, SlowlogMaxLen: cfg.SlowlogMaxLen})
 	s.setNodeID("")
 	s.scripter = &routerScripter{r: r, conn: -1}
 	if err := s.addGateway(); err != nil {
@@ -247,8 +255,7 @@ func (s *Server) startSession(conn net.Conn) {
 	}
 	if n := s.clients.Add(1); n > s.maxClients.Load() {
 		s.clients.Add(-1)
-		_, _ = conn.Write([]byte("-ERR max number of clients reached\r\n"))
-		conn.Close()
+		go refuse(conn)
 		return
 	}
 	sess := newSession(s, conn, s.nextID.Add(1))
@@ -272,6 +279,19 @@ func (s *Server) startSession(conn net.Conn) {
 		s.mu.Unlock()
 		s.clients.Add(-1)
 	}()
+}
+
+// refuseTimeout bounds answering a client refused for MaxClients.
+const refuseTimeout = 2 * time.Second
+
+// refuse tells a client beyond MaxClients so and closes it. It runs on its
+// own goroutine, within refuseTimeout: the write does a TLS client's
+// handshake, and a client that never completes it must not hold up the
+// accept loop.
+func refuse(conn net.Conn) {
+	_ = conn.SetDeadline(time.Now().Add(refuseTimeout))
+	_, _ = conn.Write([]byte("-ERR max number of clients reached\r\n"))
+	conn.Close()
 }
 
 // Clients returns the number of connected clients.

@@ -104,7 +104,7 @@ func newSession(srv *Server, conn net.Conn, id int64) *session {
 		id:      id,
 		created: time.Now(),
 		pending: make(chan *call, srv.cfg.MaxPipeline),
-		bw:      bufio.NewWriterSize(conn, 16<<10),
+		bw:      bufio.NewWriterSize(newClientWriter(srv, conn, id), 16<<10),
 		proto:   resp.RESP2,
 		access:  srv.initialAuth(),
 		keys:    make([]int, 0, 16),

@@ -40,6 +40,10 @@ type Config struct {
 	StartTimeout    time.Duration
 	ShutdownTimeout time.Duration
 
+	// ClientWriteTimeout disconnects a client that accepts no reply bytes
+	// for that long (0: never).
+	ClientWriteTimeout time.Duration
+
 	Pprof bool
 	Procs int
 
@@ -101,6 +105,7 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs.Int64Var(&c.MaxBulk, "max-bulk", 512<<20, "largest bulk string a client may send, in bytes")
 	fs.Int64Var(&c.MaxArgs, "max-args", 1<<20, "most arguments in one client command")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 0, "close client connections idle this long (0: never)")
+	fs.DurationVar(&c.ClientWriteTimeout, "client-write-timeout", 60*time.Second, "disconnect a client that accepts no reply bytes for this long, such as one that sends commands and never reads (0: never)")
 	fs.DurationVar(&c.DialTimeout, "dial-timeout", 2*time.Second, "timeout for connecting to a node")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", 10*time.Second, "a node connection with unanswered requests and no reply for this long is dropped")
 	fs.DurationVar(&c.RetryWindow, "retry-window", 15*time.Second, "how long a request is held and retried while its slot has no reachable master (failover)")
@@ -251,6 +256,9 @@ func (c *Config) Validate() error {
 	}
 	if c.IdleTimeout < 0 {
 		errs = append(errs, errors.New("-idle-timeout must not be negative"))
+	}
+	if c.ClientWriteTimeout < 0 {
+		errs = append(errs, errors.New("-client-write-timeout must not be negative"))
 	}
 	errs = append(errs, c.validateSecurity()...)
 	if _, err := parseLevel(c.LogLevel); err != nil {

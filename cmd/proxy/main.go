@@ -188,6 +188,8 @@ func run(ctx context.Context, cfg *Config, logOut io.Writer) error {
 
 		SlowlogThreshold: slowlogThreshold(cfg.SlowlogThreshold),
 		SlowlogMaxLen:    cfg.SlowlogMaxLen,
+
+		ClientWriteTimeout: cfg.ClientWriteTimeout,
 	}, rt, table)
 	if err != nil {
 		return err

@@ -49,7 +49,8 @@ func TestConfigPrecedence(t *testing.T) {
 	if cfg.RetryWindow != 9*time.Second { // flag over file
 		t.Errorf("retry-window = %v", cfg.RetryWindow)
 	}
-	if cfg.Password != "from-file" || strings.Join(cfg.Seeds, " ") != "a:1 b:2" || cfg.ConnsPerNode != 1 { // default
+	if cfg.Password != "from-file" || strings.Join(cfg.Seeds, " ") != "a:1 b:2" || cfg.ConnsPerNode != 1 ||
+		cfg.ClientWriteTimeout != time.Minute { // default
 		t.Errorf("cfg = %+v", cfg)
 	}
 }
@@ -57,12 +58,13 @@ func TestConfigPrecedence(t *testing.T) {
 func TestConfigErrors(t *testing.T) {
 	none := func(string) string { return "" }
 	cases := map[string][]string{
-		"-seeds is required":             {},
-		`"x" is not host:port`:           {"-seeds", "x"},
-		"-max-pipeline must be positive": {"-seeds", "a:1", "-max-pipeline", "0"},
-		"-log-level":                     {"-seeds", "a:1", "-log-level", "loud"},
-		"-dev-ports":                     {"-dev", "-dev-ports", "7001-7003"},
-		"unexpected argument":            {"-seeds", "a:1", "extra"},
+		"-seeds is required":                         {},
+		`"x" is not host:port`:                       {"-seeds", "x"},
+		"-max-pipeline must be positive":             {"-seeds", "a:1", "-max-pipeline", "0"},
+		"-client-write-timeout must not be negative": {"-seeds", "a:1", "-client-write-timeout", "-1s"},
+		"-log-level":                                 {"-seeds", "a:1", "-log-level", "loud"},
+		"-dev-ports":                                 {"-dev", "-dev-ports", "7001-7003"},
+		"unexpected argument":                        {"-seeds", "a:1", "extra"},
 	}
 	for want, args := range cases {
 		_, err := parseConfig(args, none, io.Discard)

@@ -18,7 +18,7 @@ import (
 // proxy. Every other setting needs a restart; a changed one is logged as such.
 func reloadable(field string) bool {
 	switch field {
-	case "LogLevel", "MaxClients", "IdleTimeout", "SlowlogThreshold", "SlowlogMaxLen":
+	case "LogLevel", "MaxClients", "IdleTimeout", "ClientWriteTimeout", "SlowlogThreshold", "SlowlogMaxLen":
 		return true
 	}
 	return false
@@ -27,10 +27,11 @@ func reloadable(field string) bool {
 // proxySettings returns the settings of cfg that a running server takes.
 func proxySettings(cfg *Config) proxy.Settings {
 	return proxy.Settings{
-		MaxClients:       cfg.MaxClients,
-		IdleTimeout:      cfg.IdleTimeout,
-		SlowlogThreshold: slowlogThreshold(cfg.SlowlogThreshold),
-		SlowlogMaxLen:    cfg.SlowlogMaxLen,
+		MaxClients:         cfg.MaxClients,
+		IdleTimeout:        cfg.IdleTimeout,
+		ClientWriteTimeout: cfg.ClientWriteTimeout,
+		SlowlogThreshold:   slowlogThreshold(cfg.SlowlogThreshold),
+		SlowlogMaxLen:      cfg.SlowlogMaxLen,
 	}
 }
 
@@ -72,7 +73,7 @@ func reloadOnHUP(ctx context.Context, base *Config, srv *proxy.Server, level *sl
 			st := proxySettings(next)
 			srv.Reload(st)
 			log.Info("settings reloaded", "log_level", l.String(), "max_clients", st.MaxClients,
-				"idle_timeout", st.IdleTimeout, "slowlog_threshold", next.SlowlogThreshold, "slowlog_max_len", st.SlowlogMaxLen)
+				"idle_timeout", st.IdleTimeout, "client_write_timeout", st.ClientWriteTimeout, "slowlog_threshold", next.SlowlogThreshold, "slowlog_max_len", st.SlowlogMaxLen)
 			if changed := restartOnly(base, next); len(changed) > 0 {
 				log.Warn("changed settings take effect only after a restart", "settings", changed)
 			}

@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strconv"
 )
 
 // Default limits. They follow Redis's own defaults where Redis has one.
@@ -111,15 +112,26 @@ type Reader struct {
 	stack []int64 // remaining elements per open aggregate (replies); attribute aggregates are negative-encoded
 	need  int     // bytes (from r) the frame needs at least, when known
 
+	// presize, when above 0, bounds how far ahead of the data received a
+	// buffer is sized for a known length (client commands): see fill.
+	presize int
+
 	// command state
 	nargs int64
 	spans []span
 	args  [][]byte
 }
 
+// commandPresize is how many bytes of an announced bulk string a command
+// Reader allocates before they arrive. A client's announced length is
+// trusted only that far: a header claiming a bulk as large as MaxBulk costs
+// no more than this until the bytes come, and larger bulks grow the buffer
+// geometrically with the data received.
+const commandPresize = 64 << 10
+
 // NewReader returns a Reader for client commands (ReadCommand) with limits l.
 func NewReader(rd io.Reader, l Limits) *Reader {
-	return &Reader{rd: rd, lim: l.withDefaults(DefaultMaxArgs)}
+	return &Reader{rd: rd, lim: l.withDefaults(DefaultMaxArgs), presize: commandPresize}
 }
 
 // NewReplyReader returns a Reader for server replies (ReadReply) with limits l.
@@ -137,15 +149,24 @@ func (r *Reader) fill() error {
 		return r.err
 	}
 	pending := r.w - r.r
-	want := max(pending+1, r.need) // bytes from r the buffer must hold
+	need := r.need
+	if r.presize > 0 {
+		need = min(need, r.presize)
+	}
+	want := max(pending+1, need) // bytes from r the buffer must hold
 	if r.buf == nil || len(r.buf)-r.r < want || len(r.buf)-r.w < minRead {
 		// Start a new buffer; the old one stays valid for returned frames.
 		// Growth is geometric in what is pending, so a frame that arrives in
 		// many reads is copied O(log n) times; a known bulk length sizes the
-		// buffer at once (it was checked against MaxBulk before).
+		// buffer at once (it was checked against MaxBulk before), up to
+		// presize bytes ahead of the data for client commands.
 		size := max(r.lim.BufferSize, 2*pending)
 		if r.need > 0 {
-			size = max(size, r.need+minRead)
+			full := r.need + minRead
+			if r.presize > 0 {
+				full = min(full, max(r.presize, 2*pending))
+			}
+			size = max(size, full)
 		}
 		nb := make([]byte, size)
 		copy(nb, r.buf[r.r:r.w])
@@ -380,8 +401,11 @@ func (r *Reader) scanCommand() (int, error) {
 			return 0, err
 		}
 		n, ok := parseInt(r.buf[r.r+1 : cr])
-		if !ok || n > r.lim.MaxElements {
+		if !ok {
 			return 0, protoErr("invalid multibulk length")
+		}
+		if n > r.lim.MaxElements {
+			return 0, r.overArgs(strconv.FormatInt(n, 10))
 		}
 		if n <= 0 {
 			r.r = cr + 2
@@ -409,8 +433,13 @@ func (r *Reader) scanCommand() (int, error) {
 			return 0, err
 		}
 		n, ok := parseInt(r.buf[p+1 : cr])
-		if !ok || n < 0 || n > r.lim.MaxBulk {
+		if !ok || n < 0 {
 			return 0, protoErr("invalid bulk length")
+		}
+		if n > r.lim.MaxBulk {
+			// Refused before anything is allocated for it.
+			return 0, protoErr("invalid bulk length: " + strconv.FormatInt(n, 10) +
+				" bytes is over the limit of " + strconv.FormatInt(r.lim.MaxBulk, 10) + " bytes (max-bulk)")
 		}
 		start := cr + 2
 		end := start + int(n) + 2
@@ -436,12 +465,12 @@ func (r *Reader) scanInline() (int, error) {
 	i := bytes.IndexByte(r.buf[r.r:r.w], '\n')
 	if i < 0 {
 		if r.w-r.r > r.lim.MaxInline {
-			return 0, protoErr("too big inline request")
+			return 0, r.overInline()
 		}
 		return 0, errIncomplete
 	}
 	if i > r.lim.MaxInline {
-		return 0, protoErr("too big inline request")
+		return 0, r.overInline()
 	}
 	line := r.buf[r.r : r.r+i]
 	if len(line) > 0 && line[len(line)-1] == '\r' {
@@ -456,7 +485,7 @@ func (r *Reader) scanInline() (int, error) {
 		return -1, nil
 	}
 	if int64(len(args)) > r.lim.MaxElements {
-		return 0, protoErr("invalid multibulk length")
+		return 0, r.overArgs(strconv.Itoa(len(args)))
 	}
 	// Encode into a fresh buffer that becomes the current one, so the frame is
 	// stable like any other. Inline commands are rare (telnet, health checks).
@@ -479,6 +508,17 @@ func (r *Reader) scanInline() (int, error) {
 	copy(nb[len(enc):], r.buf[r.r:r.w])
 	r.buf, r.r, r.w = nb, 0, len(enc)+rest
 	return len(enc), nil
+}
+
+// overArgs is the error for a command of n arguments, more than MaxElements.
+func (r *Reader) overArgs(n string) error {
+	return protoErr("invalid multibulk length: " + n + " arguments is over the limit of " +
+		strconv.FormatInt(r.lim.MaxElements, 10) + " (max-args)")
+}
+
+// overInline is the error for an inline command longer than MaxInline.
+func (r *Reader) overInline() error {
+	return protoErr("too big inline request: over the limit of " + strconv.Itoa(r.lim.MaxInline) + " bytes")
 }
 
 // splitInline splits an inline command line into arguments with Redis's

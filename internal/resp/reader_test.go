@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"math/rand"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -140,6 +141,55 @@ func TestReadCommandLargeBulkSizedOnce(t *testing.T) {
 	}
 	if !bytes.Equal(c.Args[2], val) || !bytes.Equal(c.Raw, in) {
 		t.Fatal("large bulk mismatch")
+	}
+}
+
+// TestReadCommandLimitErrors: an input over a limit is refused with an
+// error that names the limit.
+func TestReadCommandLimitErrors(t *testing.T) {
+	lim := Limits{MaxBulk: 1024, MaxElements: 8, MaxInline: 100}
+	cases := map[string]string{
+		"*1\r\n$2048\r\n":                 "invalid bulk length: 2048 bytes is over the limit of 1024 bytes (max-bulk)",
+		"*1\r\n$1099511627776\r\n":        "invalid bulk length: 1099511627776 bytes is over the limit of 1024 bytes (max-bulk)",
+		"*9\r\n":                          "invalid multibulk length: 9 arguments is over the limit of 8 (max-args)",
+		"a b c d e f g h i\r\n":           "invalid multibulk length: 9 arguments is over the limit of 8 (max-args)",
+		strings.Repeat("a", 200):          "too big inline request: over the limit of 100 bytes",
+		strings.Repeat("a", 200) + "\r\n": "too big inline request: over the limit of 100 bytes",
+		"*1\r\n$1024\r\n" + strings.Repeat("v", 1024) + "\r\n*1\r\n$1025\r\n": "1025 bytes is over the limit",
+	}
+	for in, want := range cases {
+		res := readAllCommands(strings.NewReader(in), lim)
+		if res.err != "Protocol error: "+want && !strings.Contains(res.err, want) {
+			t.Errorf("%.30q: got error %q, want %q", in, res.err, want)
+		}
+	}
+}
+
+// TestReadCommandAnnouncedBulkNotPresized: a header announcing a bulk as
+// large as MaxBulk allocates at most commandPresize before the bytes
+// arrive, and a large bulk that does arrive grows the buffer geometrically.
+func TestReadCommandAnnouncedBulkNotPresized(t *testing.T) {
+	in := "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$536870912\r\n0123456789"
+	r := NewReader(&chunkReader{data: []byte(in)}, Limits{})
+	if _, err := r.ReadCommand(); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("got %v", err)
+	}
+	if len(r.buf) > commandPresize+minRead {
+		t.Fatalf("buffer of %d bytes for a header and 10 bytes", len(r.buf))
+	}
+
+	val := bytes.Repeat([]byte("v"), 8<<20)
+	frame := AppendCommand(nil, []byte("SET"), []byte("k"), val)
+	r = NewReader(&chunkReader{data: frame, sizes: []int{16 << 10}}, Limits{})
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	c, err := r.ReadCommand()
+	runtime.ReadMemStats(&after)
+	if err != nil || !bytes.Equal(c.Raw, frame) {
+		t.Fatalf("large bulk mismatch: %v", err)
+	}
+	if total := after.TotalAlloc - before.TotalAlloc; total > 5*uint64(len(frame)) {
+		t.Fatalf("%d bytes allocated to read a frame of %d", total, len(frame))
 	}
 }
 
