@@ -44,6 +44,9 @@ type Config struct {
 	// for that long (0: never).
 	ClientWriteTimeout time.Duration
 
+	WriteReplicas        int
+	WriteReplicasTimeout time.Duration
+
 	Pprof bool
 	Procs int
 
@@ -110,6 +113,8 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", 10*time.Second, "a node connection with unanswered requests and no reply for this long is dropped")
 	fs.DurationVar(&c.RetryWindow, "retry-window", 15*time.Second, "how long a request is held and retried while its slot has no reachable master (failover)")
 	fs.DurationVar(&c.RefreshInterval, "refresh-interval", 5*time.Second, "period of the background topology refresh")
+	fs.IntVar(&c.WriteReplicas, "write-replicas", 0, "acknowledge a write only once this many replicas of its master have it (WAIT after each write; -NOREPLICAS when fewer did within -write-replicas-timeout); 0: off")
+	fs.DurationVar(&c.WriteReplicasTimeout, "write-replicas-timeout", time.Second, "how long a write waits for -write-replicas replicas")
 	fs.DurationVar(&c.StartTimeout, "start-timeout", 60*time.Second, "how long to wait for the cluster at start")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long in-flight commands may take before connections are closed")
 	fs.IntVar(&c.Procs, "procs", 0, "OS threads running Go code at once (GOMAXPROCS); 0: Go's default (the CPUs available). On a small host shared with Redis nodes, 1 is cheaper per request")
@@ -259,6 +264,12 @@ func (c *Config) Validate() error {
 	}
 	if c.ClientWriteTimeout < 0 {
 		errs = append(errs, errors.New("-client-write-timeout must not be negative"))
+	}
+	if c.WriteReplicas < 0 {
+		errs = append(errs, errors.New("-write-replicas must not be negative"))
+	}
+	if c.WriteReplicas > 0 && c.WriteReplicasTimeout < time.Millisecond {
+		errs = append(errs, errors.New("-write-replicas-timeout must be at least 1ms"))
 	}
 	errs = append(errs, c.validateSecurity()...)
 	if _, err := parseLevel(c.LogLevel); err != nil {

@@ -175,8 +175,11 @@ func run(ctx context.Context, cfg *Config, logOut io.Writer) error {
 		Limits:       resp.Limits{MaxBulk: cfg.MaxBulk, MaxElements: cfg.MaxArgs},
 		IdleTimeout:  cfg.IdleTimeout,
 		AnnounceAddr: cfg.AnnounceAddr,
-		Logger:       log.With("component", "proxy"),
-		Observer:     m,
+
+		WriteReplicas:        cfg.WriteReplicas,
+		WriteReplicasTimeout: cfg.WriteReplicasTimeout,
+		Logger:               log.With("component", "proxy"),
+		Observer:             m,
 
 		// Client users and the default user's rights (security.go).
 		Users:               users,

@@ -62,9 +62,11 @@ func TestConfigErrors(t *testing.T) {
 		`"x" is not host:port`:                       {"-seeds", "x"},
 		"-max-pipeline must be positive":             {"-seeds", "a:1", "-max-pipeline", "0"},
 		"-client-write-timeout must not be negative": {"-seeds", "a:1", "-client-write-timeout", "-1s"},
-		"-log-level":                                 {"-seeds", "a:1", "-log-level", "loud"},
-		"-dev-ports":                                 {"-dev", "-dev-ports", "7001-7003"},
-		"unexpected argument":                        {"-seeds", "a:1", "extra"},
+		"-write-replicas must not be negative":       {"-seeds", "a:1", "-write-replicas", "-1"},
+		"-write-replicas-timeout must be at least":   {"-seeds", "a:1", "-write-replicas", "1", "-write-replicas-timeout", "0"},
+		"-log-level":          {"-seeds", "a:1", "-log-level", "loud"},
+		"-dev-ports":          {"-dev", "-dev-ports", "7001-7003"},
+		"unexpected argument": {"-seeds", "a:1", "extra"},
 	}
 	for want, args := range cases {
 		_, err := parseConfig(args, none, io.Discard)
