@@ -2,6 +2,8 @@ package proxy_test
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -175,5 +177,45 @@ func TestWait(t *testing.T) {
 		t.Fatalf("WAITAOF = %v, %v", v, err)
 	case !hasWaitAOF && (err == nil || !strings.Contains(err.Error(), "unknown command 'WAITAOF'")):
 		t.Fatalf("WAITAOF on nodes without it: %v, %v", v, err)
+	}
+}
+
+// TestHalfClosedClient: a client that closes its side of the connection
+// while a blocking or gateway command runs gets an error that says so (it
+// may still read), not a shutdown message, and at once.
+func TestHalfClosedClient(t *testing.T) {
+	p := startProxy(t, shared, proxy.Config{}, router.Options{})
+	for _, cmd := range [][]string{
+		{"BLPOP", "halfclose-list", "10"},
+		{"CACHE.GET", "gwc:v1:{halfclose:0000000000000000000000000000000000000000000000000000000000000000}", "WAIT", "10000"},
+	} {
+		c := dialRaw(t, p.Addr)
+		if cmd[0] == "CACHE.GET" {
+			// Another client holds the fill token, so this GET waits.
+			if got := dialRaw(t, p.Addr).do(t, "CACHE.GET", cmd[1]); !strings.HasPrefix(got, "*2") {
+				t.Fatalf("first CACHE.GET: %q", got)
+			}
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "*%d\r\n", len(cmd))
+		for _, a := range cmd {
+			fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+		}
+		if _, err := c.Write([]byte(b.String())); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond) // the command is running
+		start := time.Now()
+		if err := c.Conn.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		line, err := c.br.ReadString('\n')
+		want := "-ERR proxy: the command was abandoned: the client closed its side of the connection\r\n"
+		if err != nil || line != want {
+			t.Fatalf("%s after a half-close: %q, %v; want %q", cmd[0], line, err, want)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Fatalf("%s answered %v after the half-close", cmd[0], d)
+		}
 	}
 }

@@ -7,6 +7,10 @@ import (
 	"github.com/clusterproxy/clusterproxy/router"
 )
 
+// abandoned is the error for a command still running when its client closed
+// its side of the connection (it may still read replies after a half-close).
+const abandoned = "ERR proxy: the command was abandoned: the client closed its side of the connection"
+
 // errorReply maps a router error to the RESP error the client sees. This is
 // the one place where errors become client-visible text; no node address
 // ever reaches a client.
@@ -23,6 +27,8 @@ func errorReply(err error) []byte {
 		msg = "CLUSTERDOWN proxy: no reachable master serves this hash slot"
 	case errors.Is(err, router.ErrNoTopology):
 		msg = "CLUSTERDOWN proxy: cluster topology not loaded yet"
+	case errors.Is(err, router.ErrAborted):
+		msg = abandoned
 	case errors.Is(err, router.ErrClosed):
 		msg = "ERR proxy: shutting down"
 	default:

@@ -110,6 +110,15 @@ func (s *session) gateway(c *call, spec *command.Spec, args [][]byte) *call {
 			}
 		}()
 		g.reply = h(ctx, args, proto)
+		if resp.IsError(g.reply) {
+			// Say why the command stopped rather than how (a context error).
+			switch {
+			case s.ctx.Err() != nil:
+				g.reply = resp.AppendError(nil, abandoned)
+			case ctx.Err() != nil:
+				g.reply = resp.AppendError(nil, "ERR proxy: '"+spec.Name+"' did not complete within the gateway timeout ("+timeout.String()+")")
+			}
+		}
 	}()
 	c.gw = g
 	return c

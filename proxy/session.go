@@ -182,11 +182,13 @@ func (s *session) readLoop() {
 			}
 			continue
 		}
-		if !c.quit && rd.Buffered() == 0 && s.queued.Load() == 0 && s.subs == nil {
+		if !c.quit && c.gw == nil && rd.Buffered() == 0 && s.queued.Load() == 0 && s.subs == nil {
 			// A client that sent one command and waits for its reply (no
 			// pipeline behind it): answer it here, sparing the hand-off to
 			// the writer goroutine. Commands that arrive together still go
-			// through the writer, so they are dispatched concurrently.
+			// through the writer, so they are dispatched concurrently, and so
+			// do gateway commands, which may wait long (CACHE.GET WAIT): the
+			// reader goes on reading, so a client that leaves cancels them.
 			if !s.answer(c) {
 				return
 			}

@@ -94,7 +94,7 @@ func (d *Dedicated) wrap(err error) error {
 	aborted := d.aborted
 	d.mu.Unlock()
 	if aborted {
-		return ErrClosed
+		return ErrAborted
 	}
 	return fmt.Errorf("%w: %w", ErrConnLost, err)
 }
@@ -191,7 +191,7 @@ func (n *node) putDedicated(d *Dedicated) {
 // XREAD BLOCK, ...) on a dedicated connection, so that it never holds up the
 // shared pipelines, following redirections like Wait. When abort is closed
 // (the client went away) the connection is closed and the command ends with
-// ErrClosed. The result is in req.Reply or req.Err.
+// ErrAborted. The result is in req.Reply or req.Err.
 func (r *Router) Block(req *Request, abort <-chan struct{}) {
 	req.asking = false
 	addr := req.Addr

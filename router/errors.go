@@ -8,6 +8,10 @@ var (
 	// ErrClosed is returned for requests sent to a router or node pipe that
 	// has been closed.
 	ErrClosed = errors.New("router: closed")
+	// ErrAborted is returned for a command on a dedicated connection
+	// (Block, Dedicated.Watch) whose caller gave up on it: the client went
+	// away, or closed its side of the connection, while it was running.
+	ErrAborted = errors.New("router: aborted by the caller")
 	// ErrNoRoute is returned when no reachable master owns a slot within the
 	// retry window.
 	ErrNoRoute = errors.New("router: hash slot not served by any reachable master")
