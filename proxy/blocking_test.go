@@ -219,3 +219,23 @@ func TestHalfClosedClient(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleTimeoutWaitingClient: a client waiting for a slow reply is not
+// idle: the idle timeout closes it only once it has nothing in flight.
+func TestIdleTimeoutWaitingClient(t *testing.T) {
+	p := startProxy(t, shared, proxy.Config{IdleTimeout: 300 * time.Millisecond}, router.Options{})
+	key := "gwc:v1:{idlewait:" + strings.Repeat("1", 64) + "}"
+	if got := dialRaw(t, p.Addr).do(t, "CACHE.GET", key); !strings.HasPrefix(got, "*2") {
+		t.Fatalf("first CACHE.GET: %q", got)
+	}
+	c := dialRaw(t, p.Addr)
+	start := time.Now()
+	// Another caller holds the fill token: this one waits 1.2 s, four idle
+	// timeouts, then answers WAIT.
+	got := c.do(t, "CACHE.GET", key, "WAIT", "1200")
+	if !strings.HasPrefix(got, "*") || time.Since(start) < time.Second {
+		t.Fatalf("CACHE.GET WAIT 1200 with a 300ms idle timeout: %q after %v", got, time.Since(start))
+	}
+	// Nothing in flight now: closed after the idle timeout.
+	expectClosed(t, c.Conn, c.br, 3*time.Second)
+}

@@ -157,6 +157,12 @@ func (s *session) readLoop() {
 		}
 		cmd, err := rd.ReadCommand()
 		if err != nil {
+			if idleSet && isTimeout(err) && !s.stopped.Load() && s.queued.Load() > 0 {
+				// Idle, but waiting for replies (a long CACHE.GET WAIT, a
+				// slow script): like Redis's timeout for blocked clients,
+				// that is not idleness. The reader resumes where it was.
+				continue
+			}
 			if resp.IsProtocolError(err) {
 				s.srv.obs.ProtocolError()
 				c := s.srv.getCall()
