@@ -155,6 +155,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res := Result{HeldAfterMs: float64(cfg.HeldAfter) / float64(time.Millisecond)}
 	start := time.Now()
 	killErr := killLoop(ctx, env, cfg, start.Add(cfg.Duration), &res)
+	if killErr == nil {
+		// The load goes on for a pause after the last restart, so that the
+		// requests held through the last failover complete and count.
+		select {
+		case <-ctx.Done():
+		case <-time.After(cfg.Pause):
+		}
+	}
 	stopLoad()
 	wg.Wait()
 	res.Duration = time.Since(start).Seconds()
@@ -304,7 +312,10 @@ func killLoop(ctx context.Context, env *local.Env, cfg Config, deadline time.Tim
 			return err
 		}
 		cfg.Log.Info("chaos: restarted as a replica", "addr", victim)
-		if !sleep(min(cfg.Pause, max(time.Until(deadline), 0))) {
+		if time.Until(deadline) <= 0 {
+			break // Run keeps the load on for a last pause
+		}
+		if !sleep(cfg.Pause) {
 			return ctx.Err()
 		}
 	}
