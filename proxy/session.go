@@ -494,14 +494,15 @@ func (s *session) blocking(c *call, spec *command.Spec, cmd resp.Command) *call 
 	return c
 }
 
-// send routes frame to the master of slot (-1: any master).
-func (s *session) send(c *call, frame []byte, slot int, readOnly bool) *call {
+// send routes frame to the master of slot (-1: any master); resend says
+// whether it may be sent again after a connection broke mid-request.
+func (s *session) send(c *call, frame []byte, slot int, resend bool) *call {
 	req := c.req
 	req.Frame = frame
 	req.Slot = slot
 	req.Conn = int(s.id)
 	req.Proto = s.proto
-	req.Resendable = readOnly
+	req.Resendable = resend
 	c.routed = true
 	s.srv.router.Send(req)
 	return c

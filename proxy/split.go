@@ -94,7 +94,7 @@ func (s *session) split(c *call, spec *command.Spec, args [][]byte, keys []int) 
 	if spec.Merge == command.ByPosition {
 		f.pos = make([][]int32, len(slots))
 	}
-	readOnly := resendable(spec, args) // read-only, or MSET
+	resend := resendable(spec, args) // read-only, or MSET
 	write := spec.Flags&command.Write != 0
 	for g, slot := range slots {
 		if write {
@@ -118,7 +118,7 @@ func (s *session) split(c *call, spec *command.Spec, args [][]byte, keys []int) 
 			f.pos[g] = ords
 		}
 		sub := s.srv.getCall()
-		s.send(sub, frame, slot, readOnly)
+		s.send(sub, frame, slot, resend)
 		f.subs = append(f.subs, sub)
 	}
 	c.fan = f
