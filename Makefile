@@ -31,6 +31,7 @@ vet:
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzReadCommand -fuzztime 60s ./internal/resp/
 	$(GO) test -run XXX -fuzz FuzzReadReply -fuzztime 60s ./internal/resp/
+	$(GO) test -run XXX -fuzz FuzzSession -fuzztime 60s ./proxy/
 
 bench:
 	$(GO) test -run XXX -bench . -benchmem ./internal/resp/ ./router/
