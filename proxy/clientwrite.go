@@ -28,7 +28,7 @@ type clientWriter struct {
 	armed    bool // a write deadline is on conn
 	reported bool
 	// deadline is the write deadline on conn, set for period; it is moved
-	// only when less than 3/4 of the period is left (see Write).
+	// only when less than 3/4 of the period is left (see arm).
 	deadline time.Time
 	period   time.Duration
 }

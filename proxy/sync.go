@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"strconv"
-	"sync"
 
 	"github.com/clusterproxy/clusterproxy/internal/resp"
 )
@@ -21,28 +20,7 @@ func (s *session) syncReplicas(c *call) {
 	want := s.srv.cfg.WriteReplicas
 	ms := s.srv.cfg.WriteReplicasTimeout.Milliseconds()
 	frame := resp.AppendCommandStrings(nil, "WAIT", strconv.Itoa(want), strconv.FormatInt(max(ms, 1), 10))
-	var slots []int
-	seen := map[string]bool{}
-	for _, slot := range c.sync {
-		if addr := s.srv.router.MasterOf(slot); addr != "" && !seen[addr] {
-			seen[addr] = true
-			slots = append(slots, slot)
-		}
-	}
-	replies := make([][]byte, len(slots))
-	if len(slots) == 1 {
-		replies[0] = s.waitOn(slots[0], frame)
-	} else {
-		var wg sync.WaitGroup
-		for i, slot := range slots {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				replies[i] = s.waitOn(slot, frame)
-			}()
-		}
-		wg.Wait()
-	}
+	replies := s.waitOnAll(s.slotPerMaster(c.sync), frame)
 	least := int64(want)
 	var failure string
 	for _, r := range replies {

@@ -45,14 +45,7 @@ type waitCall struct {
 // in a written slot, EXEC), then runs the command there. The reply is the
 // least count over those masters.
 func (s *session) wait(c *call, name string, raw []byte) *call {
-	w := &waitCall{frame: raw, aof: name == "waitaof"}
-	byMaster := map[string]bool{}
-	for _, slot := range s.wrote.slots() {
-		if addr := s.srv.router.MasterOf(slot); addr != "" && !byMaster[addr] {
-			byMaster[addr] = true
-			w.slots = append(w.slots, slot)
-		}
-	}
+	w := &waitCall{frame: raw, aof: name == "waitaof", slots: s.slotPerMaster(s.wrote.slots())}
 	s.wrote.clear()
 	if len(w.slots) == 0 {
 		w.slots = []int{-1} // nothing written: any master answers at once
@@ -65,16 +58,7 @@ func (s *session) wait(c *call, name string, raw []byte) *call {
 // command) and sets c.reply.
 func (s *session) runWait(c *call) {
 	w := c.wait
-	replies := make([][]byte, len(w.slots))
-	var wg sync.WaitGroup
-	for i, slot := range w.slots {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			replies[i] = s.waitOn(slot, w.frame)
-		}()
-	}
-	wg.Wait()
+	replies := s.waitOnAll(w.slots, w.frame)
 	for _, r := range replies {
 		if resp.IsError(r) {
 			c.reply = append(c.reply[:0], r...)
@@ -110,6 +94,39 @@ func (s *session) runWait(c *call) {
 	c.reply = resp.AppendArrayHeader(c.reply[:0], 2)
 	c.reply = resp.AppendInt(c.reply, local)
 	c.reply = resp.AppendInt(c.reply, repl)
+}
+
+// slotPerMaster keeps one of slots per master that serves them.
+func (s *session) slotPerMaster(slots []int) []int {
+	var out []int
+	seen := map[string]bool{}
+	for _, slot := range slots {
+		if addr := s.srv.router.MasterOf(slot); addr != "" && !seen[addr] {
+			seen[addr] = true
+			out = append(out, slot)
+		}
+	}
+	return out
+}
+
+// waitOnAll runs waitOn for each slot, concurrently, and returns the
+// replies in the order of slots.
+func (s *session) waitOnAll(slots []int, frame []byte) [][]byte {
+	replies := make([][]byte, len(slots))
+	if len(slots) == 1 {
+		replies[0] = s.waitOn(slots[0], frame)
+		return replies
+	}
+	var wg sync.WaitGroup
+	for i, slot := range slots {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			replies[i] = s.waitOn(slot, frame)
+		}()
+	}
+	wg.Wait()
+	return replies
 }
 
 // waitOn runs frame on a dedicated connection to the master of slot, after
