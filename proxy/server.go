@@ -156,6 +156,7 @@ type Server struct {
 	nextID  atomic.Int64
 	clients atomic.Int64
 	calls   sync.Pool // *call
+	fans    sync.Pool // *fanout
 
 	// Settings that Reload may change while serving.
 	maxClients   atomic.Int64

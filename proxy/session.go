@@ -85,6 +85,18 @@ type session struct {
 	tx     *tx       // WATCH/MULTI state; nil outside a transaction
 	subs   *subs     // pub/sub state; nil until the first subscription
 	wrote  slotSet   // slots written since the last WAIT
+	readAt time.Time // when the last read burst arrived: the start of its commands
+	// lastSpec is the spec of the last command looked up (see lookup);
+	// allowedSpec and allowedUser the last command the ACL let this session's
+	// user run, for users with every key and channel (see denied).
+	lastSpec    *command.Spec
+	allowedSpec *command.Spec
+	allowedUser *aclUser
+
+	// writeClock is the last clock reading taken for a written reply, reused
+	// for replies already read from their node by then (see endTime). The
+	// writer goroutine owns it, or the reader while queued is zero.
+	writeClock time.Time
 
 	name    atomic.Pointer[string] // CLIENT SETNAME; read by CLIENT LIST of other sessions
 	stopped atomic.Bool            // Shutdown asked the reader to stop
@@ -155,6 +167,7 @@ func (s *session) readLoop() {
 			_ = s.conn.SetReadDeadline(time.Time{}) // turned off by Reload
 			idleSet = false
 		}
+		fresh := rd.Buffered() == 0 // this command needs a read from the socket
 		cmd, err := rd.ReadCommand()
 		if err != nil {
 			if idleSet && isTimeout(err) && !s.stopped.Load() && s.queued.Load() > 0 {
@@ -174,6 +187,11 @@ func (s *session) readLoop() {
 			}
 			return
 		}
+		if fresh || s.readAt.IsZero() {
+			// One clock reading per read burst: the commands it brought
+			// all arrived then.
+			s.readAt = time.Now()
+		}
 		c := s.dispatch(cmd)
 		if c.block || c.wait != nil {
 			// Like Redis, read nothing more from a blocked client: later
@@ -186,6 +204,9 @@ func (s *session) readLoop() {
 			if !s.waitBlocked(rd, done) {
 				return
 			}
+			// What arrived while blocked is timed from now, not from the
+			// blocking command's arrival.
+			s.readAt = time.Time{}
 			continue
 		}
 		if !c.quit && c.gw == nil && rd.Buffered() == 0 && s.queued.Load() == 0 && s.subs == nil {
@@ -323,7 +344,7 @@ func (s *session) write(c *call, flush bool) bool {
 	}
 	_, err = s.bw.Write(out)
 	if c.name != "" {
-		end := time.Now()
+		end := s.endTime(c)
 		failed := resp.IsError(out)
 		s.srv.obs.CommandDone(c.name, failed, end.Sub(c.start))
 		if s.srv.slow.slow(end.Sub(c.start)) && !c.block && c.wait == nil {
@@ -340,6 +361,47 @@ func (s *session) write(c *call, flush bool) bool {
 	return err == nil
 }
 
+// lookup is Table.Lookup with a one-entry cache: clients mostly repeat the
+// command they sent last, and a name compare is cheaper than a map lookup.
+func (s *session) lookup(args [][]byte) *command.Spec {
+	if last := s.lastSpec; last != nil && len(args) > 0 && foldEqual(args[0], last.Name) {
+		return last
+	}
+	spec := s.srv.table.Lookup(args)
+	if spec != nil && !spec.IsContainer() {
+		s.lastSpec = spec // a subcommand's spec depends on args[1]: not cached
+	}
+	return spec
+}
+
+// foldEqual reports whether b equals the lower-case ASCII name, ignoring
+// case.
+func foldEqual(b []byte, name string) bool {
+	if len(b) != len(name) {
+		return false
+	}
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != name[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// endTime returns the time c's reply is written. A routed reply read from
+// its node before the last clock reading was waiting when that reading was
+// taken: it reuses it, so a burst of replies costs one reading, not one each.
+func (s *session) endTime(c *call) time.Time {
+	if c.routed && !c.req.RepliedAt.IsZero() && c.req.RepliedAt.Before(s.writeClock) {
+		return s.writeClock
+	}
+	s.writeClock = time.Now()
+	return s.writeClock
+}
+
 // fail sets c to answer with the error msg (which starts with its code).
 func (c *call) fail(msg string) *call {
 	c.reply = resp.AppendError(c.reply[:0], msg)
@@ -349,7 +411,7 @@ func (c *call) fail(msg string) *call {
 // dispatch turns one command into a call: answered here, or routed.
 func (s *session) dispatch(cmd resp.Command) *call {
 	c := s.srv.getCall()
-	c.start = time.Now()
+	c.start = s.readAt
 	c.name = "unknown"
 	c.raw = cmd.Raw
 	args := cmd.Args
@@ -366,7 +428,7 @@ func (s *session) dispatch(cmd resp.Command) *call {
 		}
 		return s.client(c, args)
 	}
-	spec := s.srv.table.Lookup(args)
+	spec := s.lookup(args)
 	if spec != nil {
 		c.name = spec.Name
 	}

@@ -6,36 +6,35 @@ import (
 	"github.com/clusterproxy/clusterproxy/router"
 )
 
-// slotSet is a set of hash slots: the slots a session wrote to since its
-// last WAIT. Adding is a bit test on the write path; the 2 KiB bitmap is
-// allocated on the first add.
+// slotRange is how many consecutive hash slots one bit of a slotSet covers.
+const slotRange = 64
+
+// slotSet records where a session wrote since its last WAIT, by ranges of
+// 64 consecutive slots: 32 bytes held inline, so the bit set on every write
+// stays in the session's cache line instead of missing in a 2 KiB bitmap.
+// slots returns every slot of the ranges written; a WAIT so runs on each
+// master serving one of them, which is at most one master more than exact
+// tracking where a range straddles two masters (masters own long runs of
+// slots).
 type slotSet struct {
-	bits *[router.SlotCount / 64]uint64
-	n    int
+	bits [router.SlotCount / slotRange / 64]uint64
 }
 
-// add puts slot in the set.
+// add puts slot's range in the set.
 func (s *slotSet) add(slot int) {
-	if s.bits == nil {
-		s.bits = new([router.SlotCount / 64]uint64)
-	}
-	w, b := slot>>6, uint64(1)<<(slot&63)
-	if s.bits[w]&b == 0 {
-		s.bits[w] |= b
-		s.n++
-	}
+	r := (slot / slotRange) & (router.SlotCount/slotRange - 1)
+	s.bits[r>>6] |= uint64(1) << (r & 63)
 }
 
-// slots returns the slots in the set, ascending.
+// slots returns the slots of the ranges in the set, ascending.
 func (s *slotSet) slots() []int {
-	if s.n == 0 {
-		return nil
-	}
-	out := make([]int, 0, s.n)
+	var out []int
 	for w, word := range s.bits {
 		for word != 0 {
-			i := bits.TrailingZeros64(word)
-			out = append(out, w<<6|i)
+			r := w<<6 | bits.TrailingZeros64(word)
+			for slot := r * slotRange; slot < (r+1)*slotRange; slot++ {
+				out = append(out, slot)
+			}
 			word &= word - 1
 		}
 	}
@@ -43,9 +42,4 @@ func (s *slotSet) slots() []int {
 }
 
 // clear empties the set.
-func (s *slotSet) clear() {
-	if s.n > 0 {
-		clear(s.bits[:])
-		s.n = 0
-	}
-}
+func (s *slotSet) clear() { s.bits = [len(s.bits)]uint64{} }

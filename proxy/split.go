@@ -12,7 +12,8 @@ import (
 // fanout is a command answered by several sub-commands: a multi-key command
 // split by slot (keys keep their order inside each part) or a command sent
 // to every master. The parts are sent concurrently and merged by the
-// command's policy once all have answered.
+// command's policy once all have answered. Fanouts are pooled per Server
+// with their scratch space, so a split allocates nothing once warm.
 type fanout struct {
 	merge command.Merge
 	subs  []*call
@@ -21,6 +22,40 @@ type fanout struct {
 	// custom, when set, builds the reply from the parts' replies (none of
 	// which is an error); used for INFO.
 	custom func(replies [][]byte) []byte
+
+	// Scratch reused from one command to the next.
+	buf     []byte  // the parts' frames
+	slots   []int   // slot of each group
+	ints    []int32 // split's per-key and per-group indexes
+	replies [][]byte
+	elems   [][]byte
+	// group wakes finish once for all parts; grouped says it was armed.
+	group   router.Group
+	grouped bool
+}
+
+// maxPooledFanout bounds the frame buffer a pooled fanout keeps.
+const maxPooledFanout = 64 << 10
+
+func (s *Server) getFanout() *fanout {
+	if f, ok := s.fans.Get().(*fanout); ok {
+		return f
+	}
+	return &fanout{}
+}
+
+func (s *Server) putFanout(f *fanout) {
+	if cap(f.buf) > maxPooledFanout || cap(f.ints) > maxPooledFanout || cap(f.elems) > maxPooledFanout {
+		return
+	}
+	clear(f.subs)
+	clear(f.pos)
+	clear(f.replies)
+	clear(f.elems)
+	f.merge, f.nkeys, f.custom, f.grouped = 0, 0, nil, false
+	f.subs, f.pos, f.buf, f.slots = f.subs[:0], f.pos[:0], f.buf[:0], f.slots[:0]
+	f.ints, f.replies, f.elems = f.ints[:0], f.replies[:0], f.elems[:0]
+	s.fans.Put(f)
 }
 
 // maxLinearGroups is how many slot groups split finds by a linear scan
@@ -33,17 +68,25 @@ const maxLinearGroups = 16
 func (s *session) split(c *call, spec *command.Spec, args [][]byte, keys []int) *call {
 	step := max(spec.KeyStep, 1)
 	n := len(keys)
-	// Group the keys by slot, groups in first-seen order: gidx[ord] is the
-	// group of key ord, slots[g] and counts[g] the group's slot and size.
-	gidx := make([]int32, n)
-	var slots []int
-	var counts []int32
-	var index map[int]int32
-	size := 0
-	for ord, ki := range keys {
+	for _, ki := range keys {
 		if ki+step > len(args) {
 			return c.fail("ERR wrong number of arguments for '" + spec.Name + "' command")
 		}
+	}
+	f := s.srv.getFanout()
+	f.merge, f.nkeys = spec.Merge, n
+	// Group the keys by slot, groups in first-seen order: gidx[ord] is the
+	// group of key ord, slots[g] the group's slot.
+	// ints holds gidx, order, off and next: at most 4n+1 (groups <= n).
+	if cap(f.ints) < 4*n+1 {
+		f.ints = make([]int32, 4*n+1)
+	}
+	ints := f.ints[:4*n+1]
+	gidx := ints[:n]
+	slots := f.slots[:0]
+	var index map[int]int32
+	size := 0
+	for ord, ki := range keys {
 		slot := router.Slot(args[ki])
 		g := int32(-1)
 		if index != nil {
@@ -61,7 +104,6 @@ func (s *session) split(c *call, spec *command.Spec, args [][]byte, keys []int) 
 		if g < 0 {
 			g = int32(len(slots))
 			slots = append(slots, slot)
-			counts = append(counts, 0)
 			if index != nil {
 				index[slot] = g
 			} else if len(slots) > maxLinearGroups {
@@ -72,30 +114,38 @@ func (s *session) split(c *call, spec *command.Spec, args [][]byte, keys []int) 
 			}
 		}
 		gidx[ord] = g
-		counts[g]++
 		for _, a := range args[ki : ki+step] {
 			size += len(a) + 16 // "$<len>\r\n" + payload + "\r\n"
 		}
 	}
+	f.slots = slots
+	groups := len(slots)
 	// Counting sort of the key ordinals by group: order[off[g]:off[g+1]] are
 	// group g's keys, ascending, which is also its ByPosition map.
-	off := make([]int32, len(slots)+1)
-	for g, k := range counts {
-		off[g+1] = off[g] + k
+	order := ints[n : 2*n]
+	off := ints[2*n : 2*n+groups+1]
+	next := ints[2*n+groups+1 : 2*n+2*groups+1]
+	clear(off)
+	for _, g := range gidx {
+		off[g+1]++
 	}
-	order := make([]int32, n)
-	next := append([]int32(nil), off[:len(slots)]...)
+	for g := 0; g < groups; g++ {
+		off[g+1] += off[g]
+	}
+	copy(next, off[:groups])
 	for ord, g := range gidx {
 		order[next[g]] = int32(ord)
 		next[g]++
 	}
-	buf := make([]byte, 0, size+len(slots)*(32+len(args[0])))
-	f := &fanout{merge: spec.Merge, nkeys: n, subs: make([]*call, 0, len(slots))}
-	if spec.Merge == command.ByPosition {
-		f.pos = make([][]int32, len(slots))
+	need := size + groups*(32+len(args[0]))
+	if cap(f.buf) < need {
+		f.buf = make([]byte, 0, need)
 	}
+	buf := f.buf[:0]
 	resend := resendable(spec, args) // read-only, or MSET
 	write := spec.Flags&command.Write != 0
+	f.group.Reset()
+	f.grouped = true
 	for g, slot := range slots {
 		if write {
 			s.wrote.add(slot) // for WAIT
@@ -114,13 +164,15 @@ func (s *session) split(c *call, spec *command.Spec, args [][]byte, keys []int) 
 			}
 		}
 		frame := buf[start:len(buf):len(buf)]
-		if f.pos != nil {
-			f.pos[g] = ords
+		if spec.Merge == command.ByPosition {
+			f.pos = append(f.pos, ords)
 		}
 		sub := s.srv.getCall()
+		f.group.Add(sub.req)
 		s.send(sub, frame, slot, resend)
 		f.subs = append(f.subs, sub)
 	}
+	f.buf = buf
 	c.fan = f
 	return c
 }
@@ -135,10 +187,14 @@ func (s *session) toNodes(c *call, masters []string, frame []byte, merge command
 	if len(masters) == 0 {
 		return c.fail("CLUSTERDOWN proxy: cluster topology not loaded yet")
 	}
-	f := &fanout{merge: merge}
+	f := s.srv.getFanout()
+	f.merge = merge
+	f.group.Reset()
+	f.grouped = true
 	for _, addr := range masters {
 		sub := s.srv.getCall()
 		sub.req.Addr = addr
+		f.group.Add(sub.req)
 		s.send(sub, frame, -1, readOnly)
 		f.subs = append(f.subs, sub)
 	}
@@ -150,9 +206,16 @@ var errMerge = resp.AppendError(nil, "ERR proxy: unexpected reply from a node wh
 
 // finish waits for every part and merges their replies into c.reply.
 func (f *fanout) finish(srv *Server, c *call) {
-	replies := make([][]byte, len(f.subs))
+	replies := f.replies[:0]
+	for range f.subs {
+		replies = append(replies, nil)
+	}
+	f.replies = replies
 	var firstErr []byte
 	ok := 0
+	if f.grouped {
+		f.group.Wait()
+	}
 	for i, sub := range f.subs {
 		srv.router.Wait(sub.req)
 		r := sub.req.Reply
@@ -188,6 +251,7 @@ func (f *fanout) finish(srv *Server, c *call) {
 		srv.putCall(sub)
 	}
 	c.fan = nil
+	srv.putFanout(f)
 }
 
 // merged combines error-free replies by the merge kind.
@@ -204,9 +268,15 @@ func (f *fanout) merged(b []byte, replies [][]byte) []byte {
 		}
 		return resp.AppendInt(b, sum)
 	case command.ByPosition:
-		elems := make([][]byte, f.nkeys)
+		elems := f.elems[:0]
+		for range f.nkeys {
+			elems = append(elems, nil)
+		}
+		f.elems = elems
+		var els [][]byte
 		for i, r := range replies {
-			els, _, err := resp.Elements(r, nil)
+			var err error
+			els, _, err = resp.Elements(r, els[:0])
 			if err != nil || len(els) != len(f.pos[i]) {
 				return append(b, errMerge...)
 			}

@@ -100,8 +100,14 @@ func (s *session) runWait(c *call) {
 func (s *session) slotPerMaster(slots []int) []int {
 	var out []int
 	seen := map[string]bool{}
+	last := ""
 	for _, slot := range slots {
-		if addr := s.srv.router.MasterOf(slot); addr != "" && !seen[addr] {
+		addr := s.srv.router.MasterOf(slot)
+		if addr == "" || addr == last {
+			continue // runs of slots share a master: skip the map
+		}
+		last = addr
+		if !seen[addr] {
 			seen[addr] = true
 			out = append(out, slot)
 		}

@@ -1,6 +1,9 @@
 package router
 
-import "time"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // Request is one command on its way to the cluster. Fill the exported input
 // fields, call Router.Send, then Router.Wait; the result is in Reply or Err.
@@ -45,6 +48,7 @@ type Request struct {
 	attempts   int
 	deadline   time.Time
 	done       chan struct{}
+	group      *Group // counts this request's first attempt; cleared by Wait
 }
 
 // NewRequest returns an empty Request.
@@ -59,8 +63,45 @@ func (r *Request) Reset() {
 }
 
 func (r *Request) complete(reply []byte, err error) {
+	g := r.group // before done: the waiter may reuse r once it has it
 	r.Reply, r.Err = reply, err
 	r.done <- struct{}{}
+	if g != nil && g.left.Add(-1) == 0 {
+		g.done <- struct{}{}
+	}
+}
+
+// Group lets one goroutine wait for several requests with a single wake-up
+// instead of one per request: a command split over ten slots is woken once,
+// when its last part is answered, rather than up to once per part.
+//
+// Use: Reset, Add each request before sending it, send them, then Wait,
+// then Router.Wait on each request (at once done unless it must be retried;
+// retries are not counted by the group). A Group is reusable after that.
+type Group struct {
+	left atomic.Int32
+	done chan struct{}
+}
+
+// Reset prepares g for a new set of requests.
+func (g *Group) Reset() {
+	if g.done == nil {
+		g.done = make(chan struct{}, 1)
+	}
+	g.left.Store(1) // the waiter's share, given up by Wait
+}
+
+// Add counts req in g; call it before req is sent.
+func (g *Group) Add(req *Request) {
+	g.left.Add(1)
+	req.group = g
+}
+
+// Wait returns once every request added has ended its first attempt.
+func (g *Group) Wait() {
+	if g.left.Add(-1) != 0 {
+		<-g.done
+	}
 }
 
 // Done returns a channel that receives once when the current attempt ends.

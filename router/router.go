@@ -282,10 +282,10 @@ func (r *Router) Nodes() []string {
 // MasterOf returns the address of the master serving slot, or "".
 func (r *Router) MasterOf(slot int) string {
 	t := r.topo.Load()
-	if t == nil || slot < 0 || slot >= SlotCount || t.slots[slot] == nil {
+	if t == nil || slot < 0 || slot >= SlotCount || t.slots[slot] == 0 {
 		return ""
 	}
-	return t.slots[slot].addr
+	return t.master(slot).addr
 }
 
 // SlotsCovered returns how many slots have a master in the current topology.
@@ -388,14 +388,14 @@ func (r *Router) install(shards []Shard, reason string) {
 	}
 	t := &topology{shards: shards}
 	for _, sh := range shards {
-		n := r.node(sh.Master.Addr)
-		t.masters = append(t.masters, n)
+		t.masters = append(t.masters, r.node(sh.Master.Addr))
+		idx := uint16(len(t.masters)) // 1 + index; a cluster has far fewer than 65,535 shards
 		for _, rg := range sh.Slots {
 			for s := max(rg[0], 0); s <= min(rg[1], SlotCount-1); s++ {
-				if t.slots[s] == nil {
+				if t.slots[s] == 0 {
 					t.covered++
 				}
-				t.slots[s] = n
+				t.slots[s] = idx
 			}
 		}
 	}
@@ -492,7 +492,7 @@ func (r *Router) route(req *Request) (*node, error) {
 	} else if t := r.topo.Load(); t == nil {
 		return nil, ErrNoTopology
 	} else if req.Slot >= 0 {
-		n = t.slots[req.Slot&(SlotCount-1)]
+		n = t.master(req.Slot)
 	} else if len(t.masters) > 0 {
 		c := req.Conn
 		if c < 0 {
@@ -517,6 +517,9 @@ func (r *Router) sendTo(n *node, req *Request) {
 // retry window. On return Reply holds the final reply, or Err why there is
 // none.
 func (r *Router) Wait(req *Request) {
+	if req.group != nil {
+		req.group = nil // Group.Wait returned: retries are waited for one by one
+	}
 	for {
 		<-req.done
 		if !r.retry(req) {
