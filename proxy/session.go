@@ -66,6 +66,7 @@ type session struct {
 	srv     *Server
 	conn    net.Conn
 	id      int64
+	addr    string // the client's address, for the slow log
 	created time.Time
 	pending chan *call // in request order; capacity MaxPipeline
 	bw      *bufio.Writer
@@ -114,6 +115,7 @@ func newSession(srv *Server, conn net.Conn, id int64) *session {
 		srv:     srv,
 		conn:    conn,
 		id:      id,
+		addr:    conn.RemoteAddr().String(),
 		created: time.Now(),
 		pending: make(chan *call, srv.cfg.MaxPipeline),
 		bw:      bufio.NewWriterSize(newClientWriter(srv, conn, id), 16<<10),

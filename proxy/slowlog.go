@@ -25,14 +25,17 @@ const (
 
 // slowlog is the proxy's own slow log: commands whose time from being read
 // to their reply being written reached the threshold. The hot path reads one
-// atomic; entries are built only for slow commands.
+// atomic; entries are built only for slow commands, into a ring whose slots
+// keep their buffers, so an overloaded proxy logging every command does not
+// also churn memory.
 type slowlog struct {
 	threshold atomic.Int64 // nanoseconds; negative: off
 	maxLen    atomic.Int64
 
-	mu      sync.Mutex // guards nextID and entries
+	mu      sync.Mutex // guards nextID, entries and next
 	nextID  int64
-	entries []slowEntry // oldest first, at most maxLen
+	entries []slowEntry // a ring of at most maxLen
+	next    int         // where the next entry goes: the oldest once full
 }
 
 // slowEntry is one logged command.
@@ -40,10 +43,13 @@ type slowEntry struct {
 	id       int64
 	start    time.Time
 	duration time.Duration
-	args     [][]byte // truncated copies
-	argc     int      // the command's real argument count
+	argc     int // the command's real argument count
 	addr     string
 	name     string
+	// buf holds the kept arguments, truncated, one after the other; ends
+	// the end offset of each in buf.
+	buf  []byte
+	ends []int32
 	// staged reports whether the stage times are known (a command routed to
 	// one node); queued is read → written to the node, node is written →
 	// reply read, reply is reply read → reply written to the client.
@@ -65,10 +71,21 @@ func (l *slowlog) set(threshold time.Duration, maxLen int) {
 	l.threshold.Store(int64(threshold))
 	l.maxLen.Store(int64(maxLen))
 	l.mu.Lock()
-	if over := len(l.entries) - maxLen; over > 0 {
-		l.entries = append(l.entries[:0], l.entries[over:]...)
+	// Lay the ring out oldest first, keeping the newest maxLen.
+	n := min(len(l.entries), maxLen)
+	kept := make([]slowEntry, n)
+	for i := 0; i < n; i++ {
+		kept[n-1-i] = *l.at(i)
 	}
+	l.entries = kept
+	l.next = n % maxLen
 	l.mu.Unlock()
+}
+
+// at returns the i-th newest entry (0: the newest); l.mu is held.
+func (l *slowlog) at(i int) *slowEntry {
+	n := len(l.entries)
+	return &l.entries[((l.next-1-i)%n+n)%n]
 }
 
 // slow reports whether a command that took d belongs in the log.
@@ -79,11 +96,10 @@ func (l *slowlog) slow(d time.Duration) bool {
 
 // record logs c, a command of sess that took from c.start to end.
 func (l *slowlog) record(sess *session, c *call, end time.Time) {
-	e := slowEntry{start: c.start, duration: end.Sub(c.start), addr: sess.conn.RemoteAddr().String()}
+	e := slowEntry{start: c.start, duration: end.Sub(c.start), addr: sess.addr}
 	if n := sess.name.Load(); n != nil {
 		e.name = *n
 	}
-	e.args, e.argc = slowArgs(c.raw, c.name)
 	if c.routed && !c.block && !c.req.WrittenAt.IsZero() && !c.req.RepliedAt.IsZero() {
 		e.staged = true
 		e.queued = c.req.WrittenAt.Sub(c.start)
@@ -92,76 +108,105 @@ func (l *slowlog) record(sess *session, c *call, end time.Time) {
 	}
 	maxLen := int(l.maxLen.Load())
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	e.id = l.nextID
 	l.nextID++
-	if len(l.entries) >= maxLen {
-		l.entries = append(l.entries[:0], l.entries[len(l.entries)-maxLen+1:]...)
+	var slot *slowEntry
+	if len(l.entries) < maxLen {
+		l.entries = append(l.entries, slowEntry{})
+		slot = &l.entries[len(l.entries)-1]
+		l.next = len(l.entries) % maxLen
+	} else {
+		slot = &l.entries[l.next] // the oldest: overwritten, buffers reused
+		l.next = (l.next + 1) % len(l.entries)
 	}
-	l.entries = append(l.entries, e)
-	l.mu.Unlock()
+	e.buf, e.ends, e.argc = appendSlowArgs(slot.buf[:0], slot.ends[:0], c.raw, c.name)
+	*slot = e
 }
 
-// slowArgs copies the arguments of the raw command for the log, truncated as
-// Redis does; AUTH and HELLO arguments are redacted.
-func slowArgs(raw []byte, name string) ([][]byte, int) {
-	args := splitRaw(raw)
-	if len(args) == 0 {
-		return [][]byte{[]byte(name)}, 1
+// appendSlowArgs appends the arguments of the raw command for the log to buf
+// (their ends to ends), truncated as Redis does; AUTH and HELLO arguments
+// are redacted. It returns them and the command's argument count.
+func appendSlowArgs(buf []byte, ends []int32, raw []byte, name string) ([]byte, []int32, int) {
+	argc := countRaw(raw)
+	if argc <= 0 {
+		buf = append(buf, name...)
+		return buf, append(ends, int32(len(buf))), 1
 	}
-	argc := len(args)
 	redact := name == "auth" || name == "hello"
-	n := min(argc, slowlogMaxArgs)
-	out := make([][]byte, 0, n)
-	for i := 0; i < n; i++ {
+	p := rawArgsStart(raw)
+	for i := 0; i < argc; i++ {
+		a, rest := nextRawArg(raw, p)
+		p = rest
 		if i == slowlogMaxArgs-1 && argc > slowlogMaxArgs {
-			out = append(out, []byte("... ("+strconv.Itoa(argc-slowlogMaxArgs+1)+" more arguments)"))
+			buf = append(buf, "... ("...)
+			buf = strconv.AppendInt(buf, int64(argc-slowlogMaxArgs+1), 10)
+			buf = append(buf, " more arguments)"...)
+			ends = append(ends, int32(len(buf)))
 			break
 		}
-		a := args[i]
 		switch {
 		case redact && i > 0:
-			a = []byte("(redacted)")
+			buf = append(buf, "(redacted)"...)
 		case len(a) > slowlogMaxArgLen:
-			a = append(bytes.Clone(a[:slowlogMaxArgLen]), "... ("+strconv.Itoa(len(a)-slowlogMaxArgLen)+" more bytes)"...)
+			buf = append(buf, a[:slowlogMaxArgLen]...)
+			buf = append(buf, "... ("...)
+			buf = strconv.AppendInt(buf, int64(len(a)-slowlogMaxArgLen), 10)
+			buf = append(buf, " more bytes)"...)
 		default:
-			a = bytes.Clone(a)
+			buf = append(buf, a...)
 		}
-		out = append(out, a)
+		ends = append(ends, int32(len(buf)))
 	}
-	return out, argc
+	return buf, ends, argc
 }
 
-// splitRaw returns the arguments of a RESP array of bulk strings (a
-// resp.Command's Raw), or nil if raw is not one.
-func splitRaw(raw []byte) [][]byte {
+// countRaw returns the number of arguments of a RESP array of bulk strings
+// (a resp.Command's Raw), or -1 if raw is not a well-formed one.
+func countRaw(raw []byte) int {
 	if len(raw) < 4 || raw[0] != '*' {
-		return nil
+		return -1
 	}
-	line := func(p int) (int64, int, bool) {
-		e := bytes.Index(raw[p:], []byte("\r\n"))
-		if e < 0 {
-			return 0, 0, false
-		}
-		n, ok := resp.ParseInt(raw[p+1 : p+e])
-		return n, p + e + 2, ok
-	}
-	n, p, ok := line(0)
+	n, p, ok := rawLine(raw, 0)
 	if !ok || n < 0 {
-		return nil
+		return -1
 	}
-	args := make([][]byte, 0, min(n, slowlogMaxArgs+1))
 	for i := int64(0); i < n; i++ {
 		if p >= len(raw) || raw[p] != '$' {
-			return nil
+			return -1
 		}
 		var size int64
-		if size, p, ok = line(p); !ok || size < 0 || int64(len(raw)-p) < size {
-			return nil
+		if size, p, ok = rawLine(raw, p); !ok || size < 0 || int64(len(raw)-p) < size+2 {
+			return -1
 		}
-		args = append(args, raw[p:p+int(size)])
 		p += int(size) + 2
 	}
-	return args
+	return int(n)
+}
+
+// rawLine parses the integer of the header line at p ("*3\r\n", "$5\r\n")
+// and returns it and where the next line starts.
+func rawLine(raw []byte, p int) (int64, int, bool) {
+	e := bytes.Index(raw[p:], []byte("\r\n"))
+	if e < 0 {
+		return 0, 0, false
+	}
+	n, ok := resp.ParseInt(raw[p+1 : p+e])
+	return n, p + e + 2, ok
+}
+
+// rawArgsStart returns where the first argument's header starts in raw,
+// which countRaw accepted.
+func rawArgsStart(raw []byte) int {
+	_, p, _ := rawLine(raw, 0)
+	return p
+}
+
+// nextRawArg returns the argument whose header starts at p in raw (which
+// countRaw accepted) and where the next one starts.
+func nextRawArg(raw []byte, p int) ([]byte, int) {
+	size, p, _ := rawLine(raw, p)
+	return raw[p : p+int(size)], p + int(size) + 2
 }
 
 // slowlogCmd answers SLOWLOG GET [count], LEN and RESET from the proxy's log.
@@ -175,7 +220,7 @@ func (s *session) slowlogCmd(c *call, name string, args [][]byte) *call {
 		c.reply = resp.AppendInt(c.reply, int64(n))
 	case "slowlog|reset":
 		l.mu.Lock()
-		l.entries = l.entries[:0]
+		l.entries, l.next = l.entries[:0], 0
 		l.mu.Unlock()
 		c.reply = resp.AppendOK(c.reply)
 	case "slowlog|get":
@@ -196,8 +241,8 @@ func (s *session) slowlogCmd(c *call, name string, args [][]byte) *call {
 		l.mu.Lock()
 		count = min(count, len(l.entries))
 		c.reply = resp.AppendArrayHeader(c.reply, count)
-		for i := len(l.entries) - 1; i >= len(l.entries)-count; i-- {
-			c.reply = appendSlowEntry(c.reply, &l.entries[i])
+		for i := 0; i < count; i++ {
+			c.reply = appendSlowEntry(c.reply, l.at(i))
 		}
 		l.mu.Unlock()
 	}
@@ -213,9 +258,11 @@ func appendSlowEntry(b []byte, e *slowEntry) []byte {
 	b = resp.AppendInt(b, e.id)
 	b = resp.AppendInt(b, e.start.Unix())
 	b = resp.AppendInt(b, e.duration.Microseconds())
-	b = resp.AppendArrayHeader(b, len(e.args))
-	for _, a := range e.args {
-		b = resp.AppendBulk(b, a)
+	b = resp.AppendArrayHeader(b, len(e.ends))
+	start := int32(0)
+	for _, end := range e.ends {
+		b = resp.AppendBulk(b, e.buf[start:end])
+		start = end
 	}
 	b = resp.AppendBulkString(b, e.addr)
 	b = resp.AppendBulkString(b, e.name)
