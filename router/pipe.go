@@ -20,23 +20,26 @@ import (
 var askingFrame = []byte("*1\r\n$6\r\nASKING\r\n")
 
 // pipe is one multiplexed connection slot to a node. Its writer goroutine
-// owns the current wire: it dials lazily, batches queued requests into one
-// buffered write and flushes when the queue is empty. Each wire has a reader
-// goroutine that completes requests in FIFO order. A broken wire fails only
-// the requests written to it and is replaced on the next request, after a
-// backoff if dialling failed.
+// owns the current wire: it dials lazily, takes every queued request at once,
+// writes them with one buffered write and flushes when the queue is empty.
+// Each wire has a reader goroutine that completes requests in FIFO order. A
+// broken wire fails only the requests written to it and is replaced on the
+// next request, after a backoff if dialling failed.
 type pipe struct {
 	addr  string
 	proto int
 	opts  *Options
 
-	queue chan *Request
-
-	// mu guards closed against sends in flight: senders hold it shared while
-	// they put a request in queue, close takes it exclusively, so after close
-	// the writer can drain queue knowing no send is still under way.
-	mu     sync.RWMutex
+	// qmu guards queue, closed and parked. Senders append to queue under it
+	// (a lock and an append: cheaper than a channel send), and the writer
+	// swaps the whole queue out at once.
+	qmu    sync.Mutex
+	queue  []*Request
 	closed bool
+	parked bool          // the writer waits on wake for a request
+	wake   chan struct{} // capacity 1: the sender that ends parked signals here
+	room   sync.Cond     // signalled when a full queue empties (backpressure)
+
 	stop   chan struct{} // closed by close()
 	exited chan struct{} // closed when the writer goroutine returns
 
@@ -75,11 +78,12 @@ func newPipe(addr string, proto int, opts *Options) *pipe {
 		addr:   addr,
 		proto:  proto,
 		opts:   opts,
-		queue:  make(chan *Request, opts.QueueSize),
+		wake:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		exited: make(chan struct{}),
 		ask:    &Request{},
 	}
+	p.room.L = &p.qmu
 	if no, ok := opts.Observer.(NodeObserver); ok {
 		p.latency = no.NodeLatency(addr)
 	}
@@ -87,30 +91,96 @@ func newPipe(addr string, proto int, opts *Options) *pipe {
 	return p
 }
 
-// send queues req for writing. It blocks while the queue is full.
+// send queues req for writing. It blocks while QueueSize requests are
+// already queued (backpressure).
 func (p *pipe) send(req *Request) {
-	p.mu.RLock()
+	p.qmu.Lock()
+	for len(p.queue) >= p.opts.QueueSize && !p.closed {
+		p.room.Wait()
+	}
 	if p.closed {
-		p.mu.RUnlock()
+		p.qmu.Unlock()
 		req.complete(nil, ErrClosed)
 		return
 	}
-	p.queue <- req
-	p.mu.RUnlock()
+	p.queue = append(p.queue, req)
+	wake := p.parked
+	p.parked = false
+	p.qmu.Unlock()
+	if wake {
+		select {
+		case p.wake <- struct{}{}:
+		default: // a token from an earlier wake-up is still there
+		}
+	}
 }
 
 // close stops the pipe: queued requests fail with ErrClosed (they were never
 // written, so the router retries them elsewhere) and the wire is closed.
 func (p *pipe) close() {
-	p.mu.Lock()
+	p.qmu.Lock()
 	if p.closed {
-		p.mu.Unlock()
+		p.qmu.Unlock()
 		return
 	}
 	p.closed = true
 	close(p.stop)
-	p.mu.Unlock()
+	p.room.Broadcast()
+	p.qmu.Unlock()
 	<-p.exited
+}
+
+// What take found.
+const (
+	gotWork = iota
+	wireDied
+	stopped
+)
+
+// take waits until requests are queued and returns them all, leaving buf
+// (emptied) as the new queue. It returns early when dead is closed or the
+// pipe is closed.
+func (p *pipe) take(buf []*Request, dead <-chan struct{}) ([]*Request, int) {
+	for {
+		p.qmu.Lock()
+		if p.closed {
+			p.qmu.Unlock()
+			return buf, stopped
+		}
+		if n := len(p.queue); n > 0 {
+			batch := p.queue
+			p.queue = buf[:0]
+			if n >= p.opts.QueueSize {
+				p.room.Broadcast()
+			}
+			p.qmu.Unlock()
+			return batch, gotWork
+		}
+		p.parked = true
+		p.qmu.Unlock()
+		select {
+		case <-p.wake:
+		case <-dead:
+			return buf, wireDied
+		case <-p.stop:
+		}
+	}
+}
+
+// takeMore moves what was queued meanwhile to the end of batch, without
+// waiting.
+func (p *pipe) takeMore(batch []*Request) []*Request {
+	p.qmu.Lock()
+	if n := len(p.queue); n > 0 && !p.closed {
+		batch = append(batch, p.queue...)
+		clear(p.queue)
+		p.queue = p.queue[:0]
+		if n >= p.opts.QueueSize {
+			p.room.Broadcast()
+		}
+	}
+	p.qmu.Unlock()
+	return batch
 }
 
 func (p *pipe) writeLoop() {
@@ -120,20 +190,21 @@ func (p *pipe) writeLoop() {
 		dialErr error
 		retryAt time.Time
 		backoff time.Duration
+		spare   []*Request // the last batch's slice, the queue's next buffer
 	)
 	for {
-		var req *Request
 		var dead chan struct{}
 		if w != nil {
 			dead = w.dead
 		}
-		select {
-		case req = <-p.queue:
-		case <-dead:
+		batch, what := p.take(spare, dead)
+		switch what {
+		case wireDied:
 			p.teardown(w)
 			w = nil
+			spare = batch
 			continue
-		case <-p.stop:
+		case stopped:
 			if w != nil {
 				w.kill(ErrClosed)
 				p.teardown(w)
@@ -141,10 +212,19 @@ func (p *pipe) writeLoop() {
 			p.failQueued(ErrClosed) // no sender can add to the queue any more
 			return
 		}
+		if w != nil {
+			select {
+			case <-w.dead: // died while idle: do not write the batch into it
+				p.teardown(w)
+				w = nil
+			default:
+			}
+		}
 		if w == nil {
 			if time.Now().Before(retryAt) {
-				req.complete(nil, dialErr)
+				failAll(batch, dialErr)
 				p.failQueued(dialErr)
+				spare = recycle(batch)
 				continue
 			}
 			var err error
@@ -158,60 +238,73 @@ func (p *pipe) writeLoop() {
 				dialErr = fmt.Errorf("%w: %w", ErrUnavailable, err)
 				retryAt = time.Now().Add(backoff)
 				p.opts.Logger.Warn("node connection failed", "node", p.addr, "err", err, "retry_in", backoff)
-				req.complete(nil, dialErr)
+				failAll(batch, dialErr)
 				p.failQueued(dialErr)
+				spare = recycle(batch)
 				continue
 			}
 			backoff = 0
 			p.cur.Store(w)
 		}
-		p.writeBatch(w, req)
+		spare = recycle(p.writeBatch(w, batch))
 	}
 }
 
-// writeBatch writes req and whatever else is queued, then flushes once.
-func (p *pipe) writeBatch(w *wire, req *Request) {
+// failAll completes every request of batch with err.
+func failAll(batch []*Request, err error) {
+	for _, req := range batch {
+		req.complete(nil, err)
+	}
+}
+
+// recycle empties batch for reuse as a queue buffer.
+func recycle(batch []*Request) []*Request {
+	clear(batch)
+	return batch[:0]
+}
+
+// writeBatch writes batch and whatever else is queued meanwhile, then
+// flushes once. It returns the batch, grown by what it took.
+func (p *pipe) writeBatch(w *wire, batch []*Request) []*Request {
 	yielded := false
 	now := time.Now() // one reading stamps the whole batch
-	for req != nil {
+	for i := 0; i < len(batch); i++ {
+		req := batch[i]
 		req.WrittenAt = now
 		if req.asking {
 			if !p.push(w, p.ask) {
-				req.complete(nil, w.failure(false))
-				return
+				failAll(batch[i:], w.failure(false))
+				return batch
 			}
 			_, _ = w.bw.Write(askingFrame)
 		}
 		if !p.push(w, req) {
 			// The wire died while the writer waited for room. If ASKING went
-			// out, its inflight slot was failed with the wire; req itself was
-			// never written.
-			req.complete(nil, w.failure(false))
-			return
+			// out, its inflight slot was failed with the wire; req and those
+			// after it were never written.
+			failAll(batch[i:], w.failure(false))
+			return batch
 		}
 		if _, err := w.bw.Write(req.Frame); err != nil {
 			w.kill(err)
-			return
+			failAll(batch[i+1:], w.failure(false))
+			return batch
 		}
-		select {
-		case req = <-p.queue:
-		default:
-			req = nil
-		}
-		if req == nil && !yielded && w.bw.Buffered() < w.bw.Size()/2 {
-			// Before paying a write syscall, let runnable sessions queue
-			// their commands so that one write carries them all.
-			yielded = true
-			runtime.Gosched()
-			select {
-			case req = <-p.queue:
-			default:
+		if i == len(batch)-1 && len(batch) < p.opts.QueueSize {
+			batch = p.takeMore(batch)
+			if i == len(batch)-1 && !yielded && w.bw.Buffered() < w.bw.Size()/2 {
+				// Before paying a write syscall, let runnable sessions queue
+				// their commands so that one write carries them all.
+				yielded = true
+				runtime.Gosched()
+				batch = p.takeMore(batch)
 			}
 		}
 	}
 	if err := w.bw.Flush(); err != nil {
 		w.kill(err)
 	}
+	return batch
 }
 
 // push puts req on the wire's inflight FIFO before its bytes are written, so
@@ -238,6 +331,12 @@ func (p *pipe) push(w *wire, req *Request) bool {
 	case <-w.dead:
 		req.written = false
 		return false
+	case <-p.stop:
+		// Closing while the node does not answer: do not wait for the
+		// watchdog to give up on it.
+		w.kill(ErrClosed)
+		req.written = false
+		return false
 	}
 }
 
@@ -258,16 +357,17 @@ func (p *pipe) teardown(w *wire) {
 	}
 }
 
-// failQueued fails every request waiting in the queue (the node is down).
+// failQueued fails every request waiting in the queue (the node is down, or
+// the pipe is closed).
 func (p *pipe) failQueued(err error) {
-	for {
-		select {
-		case req := <-p.queue:
-			req.complete(nil, err)
-		default:
-			return
-		}
+	p.qmu.Lock()
+	queued := p.queue
+	p.queue = nil
+	if len(queued) > 0 {
+		p.room.Broadcast()
 	}
+	p.qmu.Unlock()
+	failAll(queued, err)
 }
 
 func (p *pipe) dial() (*wire, error) {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -325,4 +326,57 @@ func BenchmarkPipe(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestPipeBackpressureAndClose: against a node that never answers, sends
+// beyond MaxInflight written and QueueSize queued block; closing the pipe
+// then fails every request, the written, the queued and the blocked ones,
+// with ErrClosed.
+func TestPipeBackpressureAndClose(t *testing.T) {
+	s := newFakeServer(t)
+	s.hook = func(int, net.Conn) bool { select {} }
+	opts := testOptions()
+	opts.MaxInflight, opts.QueueSize = 2, 3
+	p := newPipe(s.ln.Addr().String(), resp.RESP2, opts)
+	const n = 20
+	var returned sync.WaitGroup
+	var sent atomic.Int32
+	reqs := make([]*Request, n)
+	for i := range reqs {
+		reqs[i] = echoRequest(i)
+		returned.Add(1)
+		go func() {
+			defer returned.Done()
+			p.send(reqs[i])
+			sent.Add(1)
+		}()
+	}
+	// At least 2 written, 1 held by the writer waiting for room and 3
+	// queued; at most the writer's batch (under 2×QueueSize) and 3 queued.
+	deadline := time.Now().Add(2 * time.Second)
+	for sent.Load() < 6 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if got, most := sent.Load(), int32(2*opts.QueueSize-1+opts.QueueSize); got < 6 || got > most {
+		t.Fatalf("%d sends returned, want 6 to %d (the rest held by backpressure)", got, most)
+	}
+	closed := make(chan struct{})
+	go func() { p.close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(3 * time.Second):
+		t.Fatal("close blocked on a silent node")
+	}
+	returned.Wait()
+	for i, req := range reqs {
+		select {
+		case <-req.done:
+		case <-time.After(3 * time.Second):
+			t.Fatalf("request %d never completed", i)
+		}
+		if !errors.Is(req.Err, ErrClosed) {
+			t.Errorf("request %d: %v, want ErrClosed", i, req.Err)
+		}
+	}
 }
