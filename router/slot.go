@@ -19,10 +19,27 @@ var crc16tab = func() (t [256]uint16) {
 	return t
 }()
 
+// crc16tab2 advances the CRC by two bytes at once: for a CRC whose high byte
+// was XORed with the first byte into i, crc16tab2[i] is what a byte step
+// through crc16tab yields, then the part of the second step that depends on
+// i. CRC is linear, so the second byte's own part is a crc16tab lookup
+// independent of the first: two lookups that run in parallel.
+var crc16tab2 = func() (t [256]uint16) {
+	for i := range t {
+		x := crc16tab[i]
+		t[i] = x<<8 ^ crc16tab[x>>8]
+	}
+	return t
+}()
+
 func crc16(b []byte) uint16 {
 	var crc uint16
-	for _, c := range b {
-		crc = crc<<8 ^ crc16tab[byte(crc>>8)^c]
+	for len(b) >= 2 {
+		crc = crc16tab2[byte(crc>>8)^b[0]] ^ crc16tab[byte(crc)^b[1]]
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		crc = crc<<8 ^ crc16tab[byte(crc>>8)^b[0]]
 	}
 	return crc
 }

@@ -3,6 +3,8 @@ package router
 import (
 	"io"
 	"log/slog"
+	"math/rand/v2"
+	"strconv"
 	"testing"
 )
 
@@ -30,11 +32,42 @@ func TestSlot(t *testing.T) {
 }
 
 func BenchmarkSlot(b *testing.B) {
-	key := []byte("user:{12345}:profile")
-	b.ReportAllocs()
-	for i := 0; i < b.N; i++ {
-		_ = Slot(key)
+	for _, key := range []string{"user:{12345}:profile", "key:000000012345", "conversation:tenant-42:user-1234567:2026-12-01"} {
+		b.Run(strconv.Itoa(len(key)), func(b *testing.B) {
+			k := []byte(key)
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				_ = Slot(k)
+			}
+		})
 	}
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestCRC16TwoBytesAtATime checks the two-bytes-per-step CRC against the
+// plain byte-at-a-time definition on every length up to 64 and random bytes.
+func TestCRC16TwoBytesAtATime(t *testing.T) {
+	ref := func(b []byte) uint16 {
+		var crc uint16
+		for _, c := range b {
+			crc = crc<<8 ^ crc16tab[byte(crc>>8)^c]
+		}
+		return crc
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := 0; n <= 64; n++ {
+		for range 50 {
+			b := make([]byte, n)
+			for i := range b {
+				b[i] = byte(rng.Uint32())
+			}
+			if got, want := crc16(b), ref(b); got != want {
+				t.Fatalf("crc16(%x) = %#x, want %#x", b, got, want)
+			}
+		}
+	}
+	if got := crc16([]byte("123456789")); got != 0x31c3 {
+		t.Fatalf("crc16(123456789) = %#x, want the XModem check value 0x31c3", got)
+	}
+}
