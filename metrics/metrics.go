@@ -109,6 +109,16 @@ func (m *Metrics) ClientDisconnected() { m.clientConns.Dec() }
 
 // CommandDone records one answered command.
 func (m *Metrics) CommandDone(name string, failed bool, d time.Duration) {
+	m.command(name).done(failed, d)
+}
+
+// CommandRecorder returns a function that records one answered command
+// named name, as CommandDone does.
+func (m *Metrics) CommandRecorder(name string) func(failed bool, d time.Duration) {
+	return m.command(name).done
+}
+
+func (m *Metrics) command(name string) *commandMetrics {
 	v, ok := m.byName.Load(name)
 	if !ok {
 		v, _ = m.byName.LoadOrStore(name, &commandMetrics{
@@ -117,7 +127,10 @@ func (m *Metrics) CommandDone(name string, failed bool, d time.Duration) {
 			duration: m.duration.WithLabelValues(name),
 		})
 	}
-	cm := v.(*commandMetrics)
+	return v.(*commandMetrics)
+}
+
+func (cm *commandMetrics) done(failed bool, d time.Duration) {
 	if failed {
 		cm.failed.Inc()
 	} else {

@@ -29,6 +29,14 @@ type SlowClientObserver interface {
 	SlowClient()
 }
 
+// CommandRecorderObserver is an Observer that can also hand out the
+// recorder of one command name: a function with CommandDone's effect for
+// that name, which sessions keep for the command they answered last instead
+// of having the name looked up on every reply.
+type CommandRecorderObserver interface {
+	CommandRecorder(name string) func(failed bool, d time.Duration)
+}
+
 type nopObserver struct{}
 
 func (nopObserver) ClientConnected()                        {}

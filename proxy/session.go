@@ -98,6 +98,10 @@ type session struct {
 	// for replies already read from their node by then (see endTime). The
 	// writer goroutine owns it, or the reader while queued is zero.
 	writeClock time.Time
+	// recName and rec are the metrics recorder of the command answered
+	// last (see commandDone); owned like writeClock.
+	recName string
+	rec     func(failed bool, d time.Duration)
 
 	name    atomic.Pointer[string] // CLIENT SETNAME; read by CLIENT LIST of other sessions
 	stopped atomic.Bool            // Shutdown asked the reader to stop
@@ -348,7 +352,7 @@ func (s *session) write(c *call, flush bool) bool {
 	if c.name != "" {
 		end := s.endTime(c)
 		failed := resp.IsError(out)
-		s.srv.obs.CommandDone(c.name, failed, end.Sub(c.start))
+		s.commandDone(c.name, failed, end.Sub(c.start))
 		if s.srv.slow.slow(end.Sub(c.start)) && !c.block && c.wait == nil {
 			s.srv.slow.record(s, c, end) // time spent blocked is not slowness
 		}
@@ -391,6 +395,20 @@ func foldEqual(b []byte, name string) bool {
 		}
 	}
 	return true
+}
+
+// commandDone reports an answered command to the observer, through the
+// cached recorder of the last command name when the observer has them.
+func (s *session) commandDone(name string, failed bool, d time.Duration) {
+	if s.rec == nil || s.recName != name {
+		ro, ok := s.srv.obs.(CommandRecorderObserver)
+		if !ok {
+			s.srv.obs.CommandDone(name, failed, d)
+			return
+		}
+		s.recName, s.rec = name, ro.CommandRecorder(name)
+	}
+	s.rec(failed, d)
 }
 
 // endTime returns the time c's reply is written. A routed reply read from
