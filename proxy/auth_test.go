@@ -132,6 +132,15 @@ user carol on >carol-pw allkeys allchannels allcommands -flushall -config|set
 	if got := r3.do(t, "DEBUG", "SLEEP", "0"); !strings.HasPrefix(got, "-NOPERM") {
 		t.Fatalf("DEBUG: %q", got)
 	}
+	// Switching user on the connection drops what the session remembered of
+	// the last user's rights: SET was just allowed, now its key is checked.
+	r4 := dialRaw(t, p.Addr)
+	wantReply(t, r4, "+OK\r\n", "AUTH", "def-pw")
+	wantReply(t, r4, "+OK\r\n", "SET", "authz:other:def", "v")
+	wantReply(t, r4, "+OK\r\n", "AUTH", "alice", "alice-pw")
+	wantReply(t, r4, noPermKeys, "SET", "authz:other:def", "v2")
+	wantReply(t, r4, "+OK\r\n", "AUTH", "def-pw")
+	wantReply(t, r4, "$1\r\nv\r\n", "GET", "authz:other:def")
 
 	// go-redis clients: AUTH user pass (RESP2) and HELLO 3 AUTH (RESP3).
 	ctx := context.Background()
