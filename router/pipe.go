@@ -56,10 +56,21 @@ type pipe struct {
 
 // wire is one TCP (or TLS) connection of a pipe and its reader goroutine.
 type wire struct {
-	conn     net.Conn
-	bw       *bufio.Writer
-	rd       *resp.Reader
-	inflight chan *Request // written, awaiting a reply; capacity MaxInflight
+	conn net.Conn
+	bw   *bufio.Writer
+	rd   *resp.Reader
+	// inflight holds the requests written (or being written) and not yet
+	// answered, in order: the writer appends under imu, and the reader moves
+	// them all to taken, its own slice, each time that runs out. At most
+	// MaxInflight are outstanding (sent - replies).
+	imu      sync.Mutex
+	inflight []*Request
+	taken    []*Request // the reader's; next is the index of the oldest
+	next     int
+	// room wakes the writer waiting for the inflight window to have room;
+	// wantRoom says it is waiting.
+	room     chan struct{}
+	wantRoom atomic.Bool
 
 	once       sync.Once
 	err        error         // why the wire died; set once, before dead is closed
@@ -308,36 +319,61 @@ func (p *pipe) writeBatch(w *wire, batch []*Request) []*Request {
 }
 
 // push puts req on the wire's inflight FIFO before its bytes are written, so
-// the reader always finds the request a reply belongs to. When inflight is
-// full the buffered bytes are flushed first (the node cannot answer what it
-// has not received), then push waits for room or the wire's death.
+// the reader always finds the request a reply belongs to. When MaxInflight
+// requests are outstanding the buffered bytes are flushed first (the node
+// cannot answer what it has not received), then push waits for room or the
+// wire's death.
 func (p *pipe) push(w *wire, req *Request) bool {
 	req.written = true
-	select {
-	case w.inflight <- req:
-		w.sent.Add(1)
-		return true
-	default:
+	limit := uint64(p.opts.MaxInflight)
+	if w.sent.Load()-w.replies.Load() >= limit {
+		if err := w.bw.Flush(); err != nil {
+			w.kill(err)
+			req.written = false
+			return false
+		}
+		for w.sent.Load()-w.replies.Load() >= limit {
+			w.wantRoom.Store(true)
+			if w.sent.Load()-w.replies.Load() < limit {
+				break // a reply came in before the reader could see wantRoom
+			}
+			select {
+			case <-w.room:
+			case <-w.dead:
+				req.written = false
+				return false
+			case <-p.stop:
+				// Closing while the node does not answer: do not wait for
+				// the watchdog to give up on it.
+				w.kill(ErrClosed)
+				req.written = false
+				return false
+			}
+		}
 	}
-	if err := w.bw.Flush(); err != nil {
-		w.kill(err)
-		req.written = false
-		return false
+	w.imu.Lock()
+	w.inflight = append(w.inflight, req)
+	w.imu.Unlock()
+	w.sent.Add(1)
+	return true
+}
+
+// pop returns the oldest request awaiting a reply, or nil if there is none.
+// Only the reader calls it.
+func (w *wire) pop() *Request {
+	if w.next == len(w.taken) {
+		clear(w.taken)
+		w.imu.Lock()
+		w.taken, w.inflight = w.inflight, w.taken[:0]
+		w.imu.Unlock()
+		w.next = 0
+		if len(w.taken) == 0 {
+			return nil
+		}
 	}
-	select {
-	case w.inflight <- req:
-		w.sent.Add(1)
-		return true
-	case <-w.dead:
-		req.written = false
-		return false
-	case <-p.stop:
-		// Closing while the node does not answer: do not wait for the
-		// watchdog to give up on it.
-		w.kill(ErrClosed)
-		req.written = false
-		return false
-	}
+	req := w.taken[w.next]
+	w.next++
+	return req
 }
 
 // teardown waits for the reader of a dead wire and fails what it left.
@@ -345,14 +381,9 @@ func (p *pipe) teardown(w *wire) {
 	p.cur.CompareAndSwap(w, nil)
 	<-w.readerDone
 	err := w.failure(true)
-	for {
-		select {
-		case req := <-w.inflight:
-			if req != p.ask {
-				req.complete(nil, err)
-			}
-		default:
-			return
+	for req := w.pop(); req != nil; req = w.pop() { // the reader is gone: pop is ours
+		if req != p.ask {
+			req.complete(nil, err)
 		}
 	}
 }
@@ -379,7 +410,7 @@ func (p *pipe) dial() (*wire, error) {
 		conn:       conn,
 		bw:         bufio.NewWriterSize(conn, 16<<10),
 		rd:         rd,
-		inflight:   make(chan *Request, p.opts.MaxInflight),
+		room:       make(chan struct{}, 1),
 		dead:       make(chan struct{}),
 		readerDone: make(chan struct{}),
 	}
@@ -477,14 +508,18 @@ func (p *pipe) readLoop(w *wire) {
 			// subscribe, so it belongs to no request.
 			continue
 		}
-		var req *Request
-		select {
-		case req = <-w.inflight:
-		default:
+		req := w.pop()
+		if req == nil {
 			w.kill(errors.New("reply without a pending request (protocol out of sync)"))
 			return
 		}
 		w.replies.Add(1)
+		if w.wantRoom.Load() && w.wantRoom.CompareAndSwap(true, false) {
+			select {
+			case w.room <- struct{}{}:
+			default:
+			}
+		}
 		if req != p.ask {
 			if now.Before(req.WrittenAt) {
 				// The burst's stamp came from a read that ended mid-frame,
