@@ -28,10 +28,8 @@ func TestGroupWakesOnceAllComplete(t *testing.T) {
 			t.Fatalf("round %d: Wait returned after %d of %d completions", round, n, len(reqs))
 		}
 		for i, req := range reqs {
-			select {
-			case <-req.Done():
-			default:
-				t.Fatalf("round %d: request %d has no completion token", round, i)
+			if !req.ended() {
+				t.Fatalf("round %d: request %d not marked ended", round, i)
 			}
 			if string(req.Reply) != ":1\r\n" {
 				t.Fatalf("round %d: request %d reply %q", round, i, req.Reply)
@@ -63,5 +61,39 @@ func TestGroupEmptyAndSynchronous(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Wait blocked although every request had completed")
+	}
+}
+
+// TestRequestWait: a waiter that comes after the reply does not sleep, one
+// that comes before is woken, and no wake-up is left over for the next
+// attempt.
+func TestRequestWait(t *testing.T) {
+	req := NewRequest()
+	req.complete([]byte("+A\r\n"), nil)
+	req.wait()
+	if string(req.Reply) != "+A\r\n" {
+		t.Fatalf("reply %q", req.Reply)
+	}
+	req.state.Store(reqPending) // the next attempt, as Router.Send does
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		req.complete([]byte("+B\r\n"), nil)
+	}()
+	select {
+	case <-func() chan struct{} {
+		ch := make(chan struct{})
+		go func() { req.wait(); close(ch) }()
+		return ch
+	}():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a parked waiter was not woken")
+	}
+	if string(req.Reply) != "+B\r\n" {
+		t.Fatalf("reply %q", req.Reply)
+	}
+	select {
+	case <-req.done:
+		t.Fatal("a wake-up was left over for the next attempt")
+	default:
 	}
 }

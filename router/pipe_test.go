@@ -93,6 +93,16 @@ func testOptions() *Options {
 	return &o
 }
 
+// awaitReq returns a channel closed once req's current attempt has ended.
+func awaitReq(req *Request) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		req.wait()
+		close(ch)
+	}()
+	return ch
+}
+
 func echoRequest(i int) *Request {
 	req := NewRequest()
 	req.Frame = resp.AppendCommandStrings(nil, "ECHOINT", strconv.Itoa(i))
@@ -122,7 +132,7 @@ func TestPipeFIFO(t *testing.T) {
 			var window []pending
 			flush := func() error {
 				for _, w := range window {
-					<-w.req.done
+					w.req.wait()
 					if w.req.Err != nil {
 						return w.req.Err
 					}
@@ -187,7 +197,7 @@ func TestPipeKilledMidStream(t *testing.T) {
 	var ok, failed int
 	for i, req := range reqs {
 		select {
-		case <-req.done:
+		case <-awaitReq(req):
 		case <-time.After(5 * time.Second):
 			t.Fatalf("request %d still pending 5s after the connection died", i)
 		}
@@ -220,7 +230,7 @@ func TestPipeKilledMidStream(t *testing.T) {
 	for {
 		req := echoRequest(7)
 		p.send(req)
-		<-req.done
+		req.wait()
 		if req.Err == nil {
 			if v, _ := resp.IntValue(req.Reply); v != 7 {
 				t.Fatalf("after redial got %q", req.Reply)
@@ -262,7 +272,7 @@ func TestPipeSilentNodeTimesOut(t *testing.T) {
 		}
 	}()
 	select {
-	case <-req.done:
+	case <-awaitReq(req):
 	case <-time.After(3 * time.Second):
 		t.Fatal("request to a silent node never failed")
 	}
@@ -277,7 +287,7 @@ func TestPipeClose(t *testing.T) {
 	p.close()
 	req := echoRequest(1)
 	p.send(req)
-	<-req.done
+	req.wait()
 	if !errors.Is(req.Err, ErrClosed) {
 		t.Fatalf("got %v", req.Err)
 	}
@@ -320,7 +330,7 @@ func BenchmarkPipe(b *testing.B) {
 		req.Frame = frame
 		for pb.Next() {
 			p.send(req)
-			<-req.done
+			req.wait()
 			if req.Err != nil {
 				b.Fatal(req.Err)
 			}
@@ -371,7 +381,7 @@ func TestPipeBackpressureAndClose(t *testing.T) {
 	returned.Wait()
 	for i, req := range reqs {
 		select {
-		case <-req.done:
+		case <-awaitReq(req):
 		case <-time.After(3 * time.Second):
 			t.Fatalf("request %d never completed", i)
 		}

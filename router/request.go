@@ -47,9 +47,21 @@ type Request struct {
 	redirects  int
 	attempts   int
 	deadline   time.Time
-	done       chan struct{}
-	group      *Group // counts this request's first attempt; cleared by Wait
+	// state is the current attempt's: pending, done, or parked (its waiter
+	// sleeps on done). A waiter that finds the attempt done reads the reply
+	// without touching the channel; complete sends on done only to a parked
+	// waiter.
+	state atomic.Uint32
+	done  chan struct{}
+	group *Group // counts this request's first attempt; cleared by Wait
 }
+
+// Request states.
+const (
+	reqPending uint32 = iota
+	reqDone
+	reqParked
+)
 
 // NewRequest returns an empty Request.
 func NewRequest() *Request {
@@ -59,13 +71,15 @@ func NewRequest() *Request {
 // Reset clears a Request for reuse; it must not be in flight.
 func (r *Request) Reset() {
 	done := r.done
-	*r = Request{Slot: -1, done: done}
+	*r = Request{Slot: -1, done: done} // state: reqPending
 }
 
 func (r *Request) complete(reply []byte, err error) {
 	g := r.group // before done: the waiter may reuse r once it has it
 	r.Reply, r.Err = reply, err
-	r.done <- struct{}{}
+	if r.state.Swap(reqDone) == reqParked {
+		r.done <- struct{}{}
+	}
 	if g != nil && g.left.Add(-1) == 0 {
 		g.done <- struct{}{}
 	}
@@ -104,9 +118,15 @@ func (g *Group) Wait() {
 	}
 }
 
-// Done returns a channel that receives once when the current attempt ends.
-// Most callers use Router.Wait instead, which also follows redirections.
-func (r *Request) Done() <-chan struct{} { return r.done }
+// wait returns once the current attempt has ended.
+func (r *Request) wait() {
+	if r.state.Load() != reqDone && r.state.CompareAndSwap(reqPending, reqParked) {
+		<-r.done
+	}
+}
+
+// ended reports whether the current attempt has ended.
+func (r *Request) ended() bool { return r.state.Load() == reqDone }
 
 // NodeAddr returns the address of the node that handled the last attempt,
 // or "" before one.

@@ -475,6 +475,7 @@ func (r *Router) watchdog() {
 // Send routes req and queues it on a node connection. It may block while
 // that connection's queue is full (backpressure). Follow with Wait.
 func (r *Router) Send(req *Request) {
+	req.state.Store(reqPending) // a new attempt
 	req.asking = false
 	n, err := r.route(req)
 	if err != nil {
@@ -507,6 +508,7 @@ func (r *Router) route(req *Request) (*node, error) {
 }
 
 func (r *Router) sendTo(n *node, req *Request) {
+	req.state.Store(reqPending) // a new attempt
 	req.Reply, req.Err, req.written = nil, nil, false
 	req.node = n
 	n.pipe(req.Conn, req.Proto).send(req)
@@ -521,7 +523,7 @@ func (r *Router) Wait(req *Request) {
 		req.group = nil // Group.Wait returned: retries are waited for one by one
 	}
 	for {
-		<-req.done
+		req.wait()
 		if !r.retry(req) {
 			return
 		}
