@@ -35,10 +35,10 @@ func (s *session) scan(c *call, args [][]byte) *call {
 	for _, a := range args[2:] {
 		frame = resp.AppendBulk(frame, a)
 	}
-	sub := s.srv.getCall()
-	sub.req.Addr = masters[idx]
-	s.send(sub, frame, -1, true)
-	f := &fanout{subs: []*call{sub}}
+	f := s.srv.getFanout()
+	f.setParts(1)
+	f.parts[0].Addr = masters[idx]
+	s.sendRequest(&f.parts[0], frame, -1, true)
 	f.custom = func(replies [][]byte) []byte {
 		els, _, err := resp.Elements(replies[0], nil)
 		if err != nil || len(els) != 2 {

@@ -579,15 +579,20 @@ func (s *session) blocking(c *call, spec *command.Spec, cmd resp.Command) *call 
 // send routes frame to the master of slot (-1: any master); resend says
 // whether it may be sent again after a connection broke mid-request.
 func (s *session) send(c *call, frame []byte, slot int, resend bool) *call {
-	req := c.req
+	c.routed = true
+	s.sendRequest(c.req, frame, slot, resend)
+	return c
+}
+
+// sendRequest routes frame for this session (slot -1: keyless, or req.Addr
+// when set) on req.
+func (s *session) sendRequest(req *router.Request, frame []byte, slot int, resend bool) {
 	req.Frame = frame
 	req.Slot = slot
 	req.Conn = int(s.id)
 	req.Proto = s.proto
 	req.Resendable = resend
-	c.routed = true
 	s.srv.router.Send(req)
-	return c
 }
 
 func arityOK(arity, n int) bool {

@@ -126,18 +126,17 @@ func (l *slowlog) record(sess *session, c *call, end time.Time) {
 
 // appendSlowArgs appends the arguments of the raw command for the log to buf
 // (their ends to ends), truncated as Redis does; AUTH and HELLO arguments
-// are redacted. It returns them and the command's argument count.
+// are redacted. It returns them and the command's argument count. It reads
+// no further than the arguments it keeps: a slow command may be large, and
+// under overload most commands are slow.
 func appendSlowArgs(buf []byte, ends []int32, raw []byte, name string) ([]byte, []int32, int) {
-	argc := countRaw(raw)
-	if argc <= 0 {
+	argc, p, ok := rawLine(raw, 0, '*')
+	if !ok || argc <= 0 {
 		buf = append(buf, name...)
 		return buf, append(ends, int32(len(buf))), 1
 	}
 	redact := name == "auth" || name == "hello"
-	p := rawArgsStart(raw)
 	for i := 0; i < argc; i++ {
-		a, rest := nextRawArg(raw, p)
-		p = rest
 		if i == slowlogMaxArgs-1 && argc > slowlogMaxArgs {
 			buf = append(buf, "... ("...)
 			buf = strconv.AppendInt(buf, int64(argc-slowlogMaxArgs+1), 10)
@@ -145,6 +144,12 @@ func appendSlowArgs(buf []byte, ends []int32, raw []byte, name string) ([]byte, 
 			ends = append(ends, int32(len(buf)))
 			break
 		}
+		size, start, ok := rawLine(raw, p, '$')
+		if !ok || size < 0 || len(raw)-start < size {
+			break // not a well-formed command: keep what was read
+		}
+		a := raw[start : start+size]
+		p = start + size + 2
 		switch {
 		case redact && i > 0:
 			buf = append(buf, "(redacted)"...)
@@ -161,52 +166,22 @@ func appendSlowArgs(buf []byte, ends []int32, raw []byte, name string) ([]byte, 
 	return buf, ends, argc
 }
 
-// countRaw returns the number of arguments of a RESP array of bulk strings
-// (a resp.Command's Raw), or -1 if raw is not a well-formed one.
-func countRaw(raw []byte) int {
-	if len(raw) < 4 || raw[0] != '*' {
-		return -1
-	}
-	n, p, ok := rawLine(raw, 0)
-	if !ok || n < 0 {
-		return -1
-	}
-	for i := int64(0); i < n; i++ {
-		if p >= len(raw) || raw[p] != '$' {
-			return -1
-		}
-		var size int64
-		if size, p, ok = rawLine(raw, p); !ok || size < 0 || int64(len(raw)-p) < size+2 {
-			return -1
-		}
-		p += int(size) + 2
-	}
-	return int(n)
-}
-
-// rawLine parses the integer of the header line at p ("*3\r\n", "$5\r\n")
-// and returns it and where the next line starts.
-func rawLine(raw []byte, p int) (int64, int, bool) {
-	e := bytes.Index(raw[p:], []byte("\r\n"))
-	if e < 0 {
+// rawLine parses the header line at p of raw ("*3\r\n", "$5\r\n"), which
+// must start with kind, and returns its integer and where the next line
+// starts.
+func rawLine(raw []byte, p int, kind byte) (int, int, bool) {
+	if p >= len(raw) || raw[p] != kind {
 		return 0, 0, false
 	}
-	n, ok := resp.ParseInt(raw[p+1 : p+e])
-	return n, p + e + 2, ok
-}
-
-// rawArgsStart returns where the first argument's header starts in raw,
-// which countRaw accepted.
-func rawArgsStart(raw []byte) int {
-	_, p, _ := rawLine(raw, 0)
-	return p
-}
-
-// nextRawArg returns the argument whose header starts at p in raw (which
-// countRaw accepted) and where the next one starts.
-func nextRawArg(raw []byte, p int) ([]byte, int) {
-	size, p, _ := rawLine(raw, p)
-	return raw[p : p+int(size)], p + int(size) + 2
+	e := bytes.IndexByte(raw[p:], '\n')
+	if e < 2 || raw[p+e-1] != '\r' {
+		return 0, 0, false
+	}
+	n, ok := resp.ParseInt(raw[p+1 : p+e-1])
+	if !ok || n > 1<<31 {
+		return 0, 0, false
+	}
+	return int(n), p + e + 1, true
 }
 
 // slowlogCmd answers SLOWLOG GET [count], LEN and RESET from the proxy's log.

@@ -76,4 +76,17 @@ func TestAppendSlowArgsTruncates(t *testing.T) {
 	if string(buf) != "AUTH(redacted)(redacted)" || len(ends) != 3 {
 		t.Errorf("AUTH logged as %q", buf)
 	}
+	// Not a well-formed command: the name, or the arguments read before the
+	// damage; never a read past the end.
+	for _, tc := range []struct{ raw, want string }{
+		{"", "get"}, {"PING\r\n", "get"}, {"*-1\r\n", "get"}, {"*x\r\n", "get"},
+		{"*2\r\n$3\r\nGET\r\n$9\r\nshort\r\n", "GET"},
+		{"*2\r\n$3\r\nGET\r\n$-5\r\n", "GET"},
+		{"*3\r\n$3\r\nGET\r\n", "GET"},
+	} {
+		buf, _, _ := appendSlowArgs(nil, nil, []byte(tc.raw), "get")
+		if string(buf) != tc.want {
+			t.Errorf("appendSlowArgs(%q) kept %q, want %q", tc.raw, buf, tc.want)
+		}
+	}
 }

@@ -16,7 +16,9 @@ import (
 // with their scratch space, so a split allocates nothing once warm.
 type fanout struct {
 	merge command.Merge
-	subs  []*call
+	// parts are the sub-requests, in order, held by value: a split
+	// command's parts sit together in memory, and their storage is reused.
+	parts []router.Request
 	pos   [][]int32 // ByPosition: for each part, the original ordinal of each key
 	nkeys int
 	// custom, when set, builds the reply from the parts' replies (none of
@@ -34,8 +36,12 @@ type fanout struct {
 	grouped bool
 }
 
-// maxPooledFanout bounds the frame buffer a pooled fanout keeps.
-const maxPooledFanout = 64 << 10
+// maxPooledFanout bounds the frame buffer a pooled fanout keeps, and
+// maxPooledParts its parts.
+const (
+	maxPooledFanout = 64 << 10
+	maxPooledParts  = 1024
+)
 
 func (s *Server) getFanout() *fanout {
 	if f, ok := s.fans.Get().(*fanout); ok {
@@ -45,17 +51,33 @@ func (s *Server) getFanout() *fanout {
 }
 
 func (s *Server) putFanout(f *fanout) {
-	if cap(f.buf) > maxPooledFanout || cap(f.ints) > maxPooledFanout || cap(f.elems) > maxPooledFanout {
+	if cap(f.buf) > maxPooledFanout || cap(f.ints) > maxPooledFanout || cap(f.elems) > maxPooledFanout ||
+		cap(f.parts) > maxPooledParts {
 		return
 	}
-	clear(f.subs)
+	for i := range f.parts {
+		f.parts[i].Reset() // drop the frames and replies; keeps the wake-up channel
+	}
 	clear(f.pos)
 	clear(f.replies)
 	clear(f.elems)
 	f.merge, f.nkeys, f.custom, f.grouped = 0, 0, nil, false
-	f.subs, f.pos, f.buf, f.slots = f.subs[:0], f.pos[:0], f.buf[:0], f.slots[:0]
+	f.parts, f.pos, f.buf, f.slots = f.parts[:0], f.pos[:0], f.buf[:0], f.slots[:0]
 	f.ints, f.replies, f.elems = f.ints[:0], f.replies[:0], f.elems[:0]
 	s.fans.Put(f)
+}
+
+// setParts makes room for n parts, reset, reusing the storage when it is
+// large enough. Parts must not move once sent: it is called before any is.
+func (f *fanout) setParts(n int) {
+	if cap(f.parts) < n {
+		f.parts = make([]router.Request, n)
+	} else {
+		f.parts = f.parts[:n]
+	}
+	for i := range f.parts {
+		f.parts[i].Slot = -1
+	}
 }
 
 // maxLinearGroups is how many slot groups split finds by a linear scan
@@ -146,6 +168,7 @@ func (s *session) split(c *call, spec *command.Spec, args [][]byte, keys []int) 
 	write := spec.Flags&command.Write != 0
 	f.group.Reset()
 	f.grouped = true
+	f.setParts(groups)
 	for g, slot := range slots {
 		if write {
 			s.wrote.add(slot) // for WAIT
@@ -167,10 +190,9 @@ func (s *session) split(c *call, spec *command.Spec, args [][]byte, keys []int) 
 		if spec.Merge == command.ByPosition {
 			f.pos = append(f.pos, ords)
 		}
-		sub := s.srv.getCall()
-		f.group.Add(sub.req)
-		s.send(sub, frame, slot, resend)
-		f.subs = append(f.subs, sub)
+		part := &f.parts[g]
+		f.group.Add(part)
+		s.sendRequest(part, frame, slot, resend)
 	}
 	f.buf = buf
 	c.fan = f
@@ -191,12 +213,12 @@ func (s *session) toNodes(c *call, masters []string, frame []byte, merge command
 	f.merge = merge
 	f.group.Reset()
 	f.grouped = true
-	for _, addr := range masters {
-		sub := s.srv.getCall()
-		sub.req.Addr = addr
-		f.group.Add(sub.req)
-		s.send(sub, frame, -1, readOnly)
-		f.subs = append(f.subs, sub)
+	f.setParts(len(masters))
+	for i, addr := range masters {
+		part := &f.parts[i]
+		part.Addr = addr
+		f.group.Add(part)
+		s.sendRequest(part, frame, -1, readOnly)
 	}
 	c.fan = f
 	return c
@@ -207,7 +229,7 @@ var errMerge = resp.AppendError(nil, "ERR proxy: unexpected reply from a node wh
 // finish waits for every part and merges their replies into c.reply.
 func (f *fanout) finish(srv *Server, c *call) {
 	replies := f.replies[:0]
-	for range f.subs {
+	for range f.parts {
 		replies = append(replies, nil)
 	}
 	f.replies = replies
@@ -216,11 +238,12 @@ func (f *fanout) finish(srv *Server, c *call) {
 	if f.grouped {
 		f.group.Wait()
 	}
-	for i, sub := range f.subs {
-		srv.router.Wait(sub.req)
-		r := sub.req.Reply
-		if sub.req.Err != nil {
-			r = errorReply(sub.req.Err)
+	for i := range f.parts {
+		part := &f.parts[i]
+		srv.router.Wait(part)
+		r := part.Reply
+		if part.Err != nil {
+			r = errorReply(part.Err)
 		}
 		replies[i] = r
 		if resp.IsError(r) {
@@ -247,9 +270,6 @@ func (f *fanout) finish(srv *Server, c *call) {
 		b = f.merged(b, replies)
 	}
 	c.reply = b
-	for _, sub := range f.subs {
-		srv.putCall(sub)
-	}
 	c.fan = nil
 	srv.putFanout(f)
 }

@@ -63,7 +63,8 @@ const (
 	reqParked
 )
 
-// NewRequest returns an empty Request.
+// NewRequest returns an empty Request. A zero Request whose Slot is set is
+// usable too (parts of a split command are held by value).
 func NewRequest() *Request {
 	return &Request{Slot: -1, done: make(chan struct{}, 1)}
 }
@@ -120,7 +121,15 @@ func (g *Group) Wait() {
 
 // wait returns once the current attempt has ended.
 func (r *Request) wait() {
-	if r.state.Load() != reqDone && r.state.CompareAndSwap(reqPending, reqParked) {
+	if r.state.Load() == reqDone {
+		return
+	}
+	if r.done == nil {
+		// A zero Request gets its channel when first waited on; complete
+		// reads it only after seeing reqParked, set below.
+		r.done = make(chan struct{}, 1)
+	}
+	if r.state.CompareAndSwap(reqPending, reqParked) {
 		<-r.done
 	}
 }
