@@ -362,19 +362,16 @@ func (p *subs) close() {
 // queue is bounded: a client that does not read its messages fast enough is
 // disconnected rather than buffered without limit. It reports false then.
 func (s *session) push(frame []byte) bool {
-	c := s.srv.getCall()
-	c.reply = append(c.reply, frame...)
-	s.queued.Add(1)
-	select {
-	case s.pending <- c:
-		return true
-	default:
+	if s.queued.Add(1) > int32(s.srv.cfg.MaxPipeline) {
 		s.queued.Add(-1)
-		s.srv.putCall(c)
 		s.srv.obs.SlowSubscriber()
 		s.srv.log.Warn("disconnecting a slow pub/sub client: its output queue is full",
-			"client", s.id, "addr", s.conn.RemoteAddr().String(), "limit", cap(s.pending))
+			"client", s.id, "addr", s.conn.RemoteAddr().String(), "limit", s.srv.cfg.MaxPipeline)
 		s.conn.Close()
 		return false
 	}
+	c := s.srv.getCall()
+	c.reply = append(c.reply, frame...)
+	s.pending.put(c)
+	return true
 }

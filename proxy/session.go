@@ -68,7 +68,7 @@ type session struct {
 	id      int64
 	addr    string // the client's address, for the slow log
 	created time.Time
-	pending chan *call // in request order; capacity MaxPipeline
+	pending *callQueue // in request order; at most MaxPipeline (see hand)
 	bw      *bufio.Writer
 	// queued counts calls handed to the writer and not yet written. While it
 	// is zero the writer does not touch bw, so the reader may answer a call
@@ -121,7 +121,7 @@ func newSession(srv *Server, conn net.Conn, id int64) *session {
 		id:      id,
 		addr:    conn.RemoteAddr().String(),
 		created: time.Now(),
-		pending: make(chan *call, srv.cfg.MaxPipeline),
+		pending: newCallQueue(),
 		bw:      bufio.NewWriterSize(newClientWriter(srv, conn, id), 16<<10),
 		proto:   resp.RESP2,
 		access:  srv.initialAuth(),
@@ -154,7 +154,7 @@ func (s *session) run() {
 }
 
 func (s *session) readLoop() {
-	defer close(s.pending)
+	defer s.pending.close()
 	defer close(s.gone)
 	defer s.cancel()
 	defer s.endTx(false) // an open transaction's connection holds state: close it
@@ -187,8 +187,7 @@ func (s *session) readLoop() {
 				c := s.srv.getCall()
 				c.reply = resp.AppendError(c.reply, "ERR "+err.Error())
 				c.quit = true
-				s.queued.Add(1)
-				s.pending <- c
+				s.hand(c)
 				s.srv.log.Debug("client protocol error", "client", s.id, "addr", s.conn.RemoteAddr().String(), "err", err)
 			}
 			return
@@ -205,8 +204,7 @@ func (s *session) readLoop() {
 			// still watched, so that leaving releases the node connection.
 			done := make(chan struct{})
 			c.blockDone = done
-			s.queued.Add(1)
-			s.pending <- c
+			s.hand(c)
 			if !s.waitBlocked(rd, done) {
 				return
 			}
@@ -228,8 +226,7 @@ func (s *session) readLoop() {
 			continue
 		}
 		quit := c.quit // c belongs to the writer once queued
-		s.queued.Add(1)
-		s.pending <- c
+		s.hand(c)
 		if quit {
 			return
 		}
@@ -271,26 +268,45 @@ func (s *session) waitBlocked(rd *resp.Reader, done <-chan struct{}) bool {
 	return true
 }
 
+// hand gives c to the writer, waiting while MaxPipeline calls are already
+// handed over and not yet written (backpressure on a client that sends
+// faster than its replies go out).
+func (s *session) hand(c *call) {
+	s.pending.waitRoom(&s.queued, int32(s.srv.cfg.MaxPipeline))
+	s.queued.Add(1)
+	s.pending.put(c)
+}
+
 func (s *session) writeLoop() {
 	broken := false
-	for c := range s.pending {
-		done, quit := c.blockDone, c.quit // c is recycled by write
-		if broken {
-			s.finish(c)
-			s.srv.putCall(c)
-		} else if !s.write(c, quit || len(s.pending) == 0) || quit {
-			// The client is gone or asked to quit: stop reading too, but
-			// keep waiting for what was sent so every call is accounted for.
-			broken = true
-			s.conn.Close()
+	var batch []*call
+	for {
+		var ok bool
+		if batch, ok = s.pending.take(batch[:0]); !ok {
+			return
 		}
-		s.queued.Add(-1)
-		if done != nil {
-			// Wake the reader watching the blocked client: deadline first,
-			// then done (see waitBlocked).
-			_ = s.conn.SetReadDeadline(time.Now())
-			close(done)
+		for _, c := range batch {
+			done, quit := c.blockDone, c.quit // c is recycled by write
+			if broken {
+				s.finish(c)
+				s.srv.putCall(c)
+			} else if !s.write(c, quit || s.queued.Load() == 1) || quit {
+				// Flushed when no other call is handed over. The client is
+				// gone or asked to quit: stop reading too, but keep waiting
+				// for what was sent so every call is accounted for.
+				broken = true
+				s.conn.Close()
+			}
+			s.queued.Add(-1)
+			s.pending.released()
+			if done != nil {
+				// Wake the reader watching the blocked client: deadline
+				// first, then done (see waitBlocked).
+				_ = s.conn.SetReadDeadline(time.Now())
+				close(done)
+			}
 		}
+		clear(batch)
 	}
 }
 
