@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -293,7 +294,20 @@ func TestPipeClose(t *testing.T) {
 	}
 }
 
+// BenchmarkPipe is one node connection driven by GOMAXPROCS senders, each
+// waiting for its reply (latency bound); BenchmarkPipe/senders=64 by 64
+// senders, so that requests batch as they do behind many client sessions.
 func BenchmarkPipe(b *testing.B) {
+	for _, senders := range []int{0, 64} {
+		name := "senders=GOMAXPROCS"
+		if senders > 0 {
+			name = "senders=" + strconv.Itoa(senders)
+		}
+		b.Run(name, func(b *testing.B) { benchmarkPipe(b, senders) })
+	}
+}
+
+func benchmarkPipe(b *testing.B, senders int) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -325,14 +339,18 @@ func BenchmarkPipe(b *testing.B) {
 	defer p.close()
 	frame := resp.AppendCommandStrings(nil, "SET", "key", "value")
 	b.ReportAllocs()
+	if senders > 0 {
+		b.SetParallelism((senders + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	}
 	b.RunParallel(func(pb *testing.PB) {
 		req := NewRequest()
 		req.Frame = frame
 		for pb.Next() {
+			req.state.Store(reqPending) // a new attempt, as Router.Send does
 			p.send(req)
 			req.wait()
-			if req.Err != nil {
-				b.Fatal(req.Err)
+			if req.Err != nil || string(req.Reply) != "+OK\r\n" {
+				b.Fatalf("reply %q, err %v", req.Reply, req.Err)
 			}
 		}
 	})
