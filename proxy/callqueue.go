@@ -32,6 +32,11 @@ func newCallQueue() *callQueue {
 func (q *callQueue) put(c *call) {
 	q.mu.Lock()
 	q.calls = append(q.calls, c)
+	q.wakeWriter()
+}
+
+// wakeWriter unlocks q.mu and wakes the writer if it sleeps.
+func (q *callQueue) wakeWriter() {
 	wake := q.waiting
 	q.waiting = false
 	q.mu.Unlock()
@@ -48,15 +53,7 @@ func (q *callQueue) put(c *call) {
 func (q *callQueue) close() {
 	q.mu.Lock()
 	q.closed = true
-	wake := q.waiting
-	q.waiting = false
-	q.mu.Unlock()
-	if wake {
-		select {
-		case q.ready <- struct{}{}:
-		default:
-		}
-	}
+	q.wakeWriter()
 }
 
 // take waits for calls and returns all of them, appended to buf. It returns
