@@ -121,7 +121,8 @@ func TestCacheCommandsWaiters(t *testing.T) {
 	for _, proto := range []int{2, 3} {
 		c := p.client(t, proto)
 		ctx := cacheCtx(t)
-		key := cacheKey(t, c, "pwait", fmt.Sprintf(`{"proto":%d}`, proto))
+		// A request of its own per run, so that -count reruns find no entry.
+		key := cacheKey(t, c, "pwait", fmt.Sprintf(`{"proto":%d,"run":%d}`, proto, time.Now().UnixNano()))
 		s, tok := cacheGet(t, c, key)
 		if s != "MISS" {
 			t.Fatalf("first GET: %s", s)
@@ -259,7 +260,7 @@ func TestCacheCommandsErrors(t *testing.T) {
 	p := startProxy(t, shared, proxy.Config{Observer: obs, Cache: proxy.CacheConfig{MaxValueBytes: 16, MaxChunks: 2}}, router.Options{})
 	c := p.client(t, 3)
 	ctx := cacheCtx(t)
-	key := cacheKey(t, c, "perr", `{}`)
+	key := cacheKey(t, c, "perr", fmt.Sprintf(`{"run":%d}`, time.Now().UnixNano())) // fresh per run (-count)
 	_, tokV := cacheGet(t, c, key)
 	tok := tokV.(string)
 	other := strings.Repeat("0", 32)

@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -195,7 +196,7 @@ func TestRateLimitTwoProxies(t *testing.T) {
 	a := startProxy(t, shared, proxy.Config{}, router.Options{})
 	b := startProxy(t, shared, proxy.Config{}, router.Options{})
 	clients := []*redis.Client{a.client(t, 2), b.client(t, 3)}
-	tenant := "rl-two-proxies"
+	tenant := "rl-two-proxies-" + strconv.FormatInt(time.Now().UnixNano(), 36) // fresh per run (-count)
 	var (
 		mu     sync.Mutex
 		leases []string
@@ -249,12 +250,12 @@ func TestRateLimitTwoProxies(t *testing.T) {
 	}
 	// CL.THROTTLE through both shares one bucket.
 	for i := range 3 {
-		v := rlDo(t, clients[i%2], "CL.THROTTLE", "rl-two-proxies-bucket", 2, 1, 60)
+		v := rlDo(t, clients[i%2], "CL.THROTTLE", tenant+"-bucket", 2, 1, 60)
 		if want := fmt.Sprintf("[0 3 %d -1 %d]", 2-i, 60*(i+1)); fmt.Sprint(v) != want {
 			t.Fatalf("throttle %d = %v, want %s", i, v, want)
 		}
 	}
-	if v := rlDo(t, clients[1], "CL.THROTTLE", "rl-two-proxies-bucket", 2, 1, 60); fmt.Sprint(v) != "[1 3 0 60 180]" {
+	if v := rlDo(t, clients[1], "CL.THROTTLE", tenant+"-bucket", 2, 1, 60); fmt.Sprint(v) != "[1 3 0 60 180]" {
 		t.Fatalf("fourth throttle = %v, want [1 3 0 60 180]", v)
 	}
 }

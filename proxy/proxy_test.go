@@ -25,7 +25,7 @@ func TestDataTypes(t *testing.T) {
 		t.Run("resp"+strconv.Itoa(proto), func(t *testing.T) {
 			ctx := context.Background()
 			c := p.client(t, proto)
-			pre := fmt.Sprintf("types%d", proto)
+			pre := fmt.Sprintf("types%d-%d", proto, time.Now().UnixNano()) // fresh per run (-count)
 			keys := keysOnEveryMaster(t, p, pre, 30)
 			must := func(err error) {
 				t.Helper()
