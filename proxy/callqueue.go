@@ -3,6 +3,8 @@ package proxy
 import (
 	"sync"
 	"sync/atomic"
+
+	"github.com/clusterproxy/clusterproxy/internal/wake"
 )
 
 // callQueue hands calls from a session's reader (and its pub/sub
@@ -14,38 +16,23 @@ import (
 // handed over and not yet written: a producer waits for room while it is at
 // the limit (waitRoom), and the writer wakes it (released).
 type callQueue struct {
-	mu      sync.Mutex
-	calls   []*call
-	closed  bool
-	waiting bool          // the writer sleeps on ready
-	ready   chan struct{} // capacity 1
-
-	wantRoom atomic.Bool
-	room     chan struct{} // capacity 1
+	mu     sync.Mutex
+	calls  []*call
+	closed bool
+	ready  *wake.Waiter // wakes the writer sleeping on an empty queue
+	room   *wake.Waiter // wakes a producer waiting for room
 }
 
 func newCallQueue() *callQueue {
-	return &callQueue{ready: make(chan struct{}, 1), room: make(chan struct{}, 1)}
+	return &callQueue{ready: wake.New(), room: wake.New()}
 }
 
 // put appends c for the writer.
 func (q *callQueue) put(c *call) {
 	q.mu.Lock()
 	q.calls = append(q.calls, c)
-	q.wakeWriter()
-}
-
-// wakeWriter unlocks q.mu and wakes the writer if it sleeps.
-func (q *callQueue) wakeWriter() {
-	wake := q.waiting
-	q.waiting = false
 	q.mu.Unlock()
-	if wake {
-		select {
-		case q.ready <- struct{}{}:
-		default: // a token from an earlier wake-up is still there
-		}
-	}
+	q.ready.Wake()
 }
 
 // close tells the writer that nothing more will be put once it has taken
@@ -53,7 +40,8 @@ func (q *callQueue) wakeWriter() {
 func (q *callQueue) close() {
 	q.mu.Lock()
 	q.closed = true
-	q.wakeWriter()
+	q.mu.Unlock()
+	q.ready.Wake()
 }
 
 // take waits for calls and returns all of them, appended to buf. It returns
@@ -72,31 +60,18 @@ func (q *callQueue) take(buf []*call) ([]*call, bool) {
 			q.mu.Unlock()
 			return buf, false
 		}
-		q.waiting = true
+		q.ready.Want() // before unlocking: a producer's Wake comes after
 		q.mu.Unlock()
-		<-q.ready
+		<-q.ready.C()
 	}
 }
 
 // waitRoom waits until *queued is below limit; the writer's released calls
 // wake it.
 func (q *callQueue) waitRoom(queued *atomic.Int32, limit int32) {
-	for queued.Load() >= limit {
-		q.wantRoom.Store(true)
-		if queued.Load() < limit {
-			return // released before it could see wantRoom
-		}
-		<-q.room
-	}
+	q.room.WaitUntil(func() bool { return queued.Load() < limit })
 }
 
 // released is called by the writer after each call written: it wakes a
 // producer waiting for room.
-func (q *callQueue) released() {
-	if q.wantRoom.Load() && q.wantRoom.CompareAndSwap(true, false) {
-		select {
-		case q.room <- struct{}{}:
-		default:
-		}
-	}
-}
+func (q *callQueue) released() { q.room.Wake() }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/clusterproxy/clusterproxy/internal/resp"
+	"github.com/clusterproxy/clusterproxy/internal/wake"
 )
 
 // askingFrame is the ASKING command, written right before a command
@@ -30,15 +31,14 @@ type pipe struct {
 	proto int
 	opts  *Options
 
-	// qmu guards queue, closed and parked. Senders append to queue under it
-	// (a lock and an append: cheaper than a channel send), and the writer
-	// swaps the whole queue out at once.
+	// qmu guards queue and closed. Senders append to queue under it (a lock
+	// and an append: cheaper than a channel send), and the writer swaps the
+	// whole queue out at once.
 	qmu    sync.Mutex
 	queue  []*Request
 	closed bool
-	parked bool          // the writer waits on wake for a request
-	wake   chan struct{} // capacity 1: the sender that ends parked signals here
-	room   sync.Cond     // signalled when a full queue empties (backpressure)
+	work   *wake.Waiter // wakes the writer sleeping on an empty queue
+	room   sync.Cond    // signalled when a full queue empties (backpressure)
 
 	stop   chan struct{} // closed by close()
 	exited chan struct{} // closed when the writer goroutine returns
@@ -67,10 +67,8 @@ type wire struct {
 	inflight []*Request
 	taken    []*Request // the reader's; next is the index of the oldest
 	next     int
-	// room wakes the writer waiting for the inflight window to have room;
-	// wantRoom says it is waiting.
-	room     chan struct{}
-	wantRoom atomic.Bool
+	// room wakes the writer waiting for the inflight window to have room.
+	room *wake.Waiter
 
 	once       sync.Once
 	err        error         // why the wire died; set once, before dead is closed
@@ -89,7 +87,7 @@ func newPipe(addr string, proto int, opts *Options) *pipe {
 		addr:   addr,
 		proto:  proto,
 		opts:   opts,
-		wake:   make(chan struct{}, 1),
+		work:   wake.New(),
 		stop:   make(chan struct{}),
 		exited: make(chan struct{}),
 		ask:    &Request{},
@@ -115,15 +113,8 @@ func (p *pipe) send(req *Request) {
 		return
 	}
 	p.queue = append(p.queue, req)
-	wake := p.parked
-	p.parked = false
 	p.qmu.Unlock()
-	if wake {
-		select {
-		case p.wake <- struct{}{}:
-		default: // a token from an earlier wake-up is still there
-		}
-	}
+	p.work.Wake()
 }
 
 // close stops the pipe: queued requests fail with ErrClosed (they were never
@@ -167,10 +158,10 @@ func (p *pipe) take(buf []*Request, dead <-chan struct{}) ([]*Request, int) {
 			p.qmu.Unlock()
 			return batch, gotWork
 		}
-		p.parked = true
+		p.work.Want() // before unlocking: a sender's Wake comes after
 		p.qmu.Unlock()
 		select {
-		case <-p.wake:
+		case <-p.work.C():
 		case <-dead:
 			return buf, wireDied
 		case <-p.stop:
@@ -333,12 +324,12 @@ func (p *pipe) push(w *wire, req *Request) bool {
 			return false
 		}
 		for w.sent.Load()-w.replies.Load() >= limit {
-			w.wantRoom.Store(true)
+			w.room.Want()
 			if w.sent.Load()-w.replies.Load() < limit {
-				break // a reply came in before the reader could see wantRoom
+				break // a reply came in before the reader could see Want
 			}
 			select {
-			case <-w.room:
+			case <-w.room.C():
 			case <-w.dead:
 				req.written = false
 				return false
@@ -410,7 +401,7 @@ func (p *pipe) dial() (*wire, error) {
 		conn:       conn,
 		bw:         bufio.NewWriterSize(conn, 16<<10),
 		rd:         rd,
-		room:       make(chan struct{}, 1),
+		room:       wake.New(),
 		dead:       make(chan struct{}),
 		readerDone: make(chan struct{}),
 	}
@@ -514,12 +505,7 @@ func (p *pipe) readLoop(w *wire) {
 			return
 		}
 		w.replies.Add(1)
-		if w.wantRoom.Load() && w.wantRoom.CompareAndSwap(true, false) {
-			select {
-			case w.room <- struct{}{}:
-			default:
-			}
-		}
+		w.room.Wake()
 		if req != p.ask {
 			if now.Before(req.WrittenAt) {
 				// The burst's stamp came from a read that ended mid-frame,
