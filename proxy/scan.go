@@ -38,7 +38,7 @@ func (s *session) scan(c *call, args [][]byte) *call {
 	f := s.srv.getFanout()
 	f.setParts(1)
 	f.parts[0].Addr = masters[idx]
-	s.sendRequest(&f.parts[0], frame, -1, true)
+	f.sendPart(s, 0, frame, -1, true)
 	f.custom = func(replies [][]byte) []byte {
 		els, _, err := resp.Elements(replies[0], nil)
 		if err != nil || len(els) != 2 {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -390,8 +391,8 @@ func (s *session) lookup(args [][]byte) *command.Spec {
 		return last
 	}
 	spec := s.srv.table.Lookup(args)
-	if spec != nil && !spec.IsContainer() {
-		s.lastSpec = spec // a subcommand's spec depends on args[1]: not cached
+	if spec != nil && !spec.IsContainer() && !strings.Contains(spec.Name, "|") {
+		s.lastSpec = spec // a container's or subcommand's depends on args[1]: not cached
 	}
 	return spec
 }

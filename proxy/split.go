@@ -31,9 +31,8 @@ type fanout struct {
 	ints    []int32 // split's per-key and per-group indexes
 	replies [][]byte
 	elems   [][]byte
-	// group wakes finish once for all parts; grouped says it was armed.
-	group   router.Group
-	grouped bool
+	// group wakes finish once, when the last part has answered.
+	group router.Group
 }
 
 // maxPooledFanout bounds the frame buffer a pooled fanout keeps, and
@@ -61,14 +60,15 @@ func (s *Server) putFanout(f *fanout) {
 	clear(f.pos)
 	clear(f.replies)
 	clear(f.elems)
-	f.merge, f.nkeys, f.custom, f.grouped = 0, 0, nil, false
+	f.merge, f.nkeys, f.custom = 0, 0, nil
 	f.parts, f.pos, f.buf, f.slots = f.parts[:0], f.pos[:0], f.buf[:0], f.slots[:0]
 	f.ints, f.replies, f.elems = f.ints[:0], f.replies[:0], f.elems[:0]
 	s.fans.Put(f)
 }
 
 // setParts makes room for n parts, reset, reusing the storage when it is
-// large enough. Parts must not move once sent: it is called before any is.
+// large enough, and readies the group for them. Parts must not move once
+// sent: it is called before any is.
 func (f *fanout) setParts(n int) {
 	if cap(f.parts) < n {
 		f.parts = make([]router.Request, n)
@@ -78,6 +78,14 @@ func (f *fanout) setParts(n int) {
 	for i := range f.parts {
 		f.parts[i].Slot = -1
 	}
+	f.group.Reset()
+}
+
+// sendPart sends part i (its Addr set for a given node) for session s.
+func (f *fanout) sendPart(s *session, i int, frame []byte, slot int, resend bool) {
+	part := &f.parts[i]
+	f.group.Add(part)
+	s.sendRequest(part, frame, slot, resend)
 }
 
 // maxLinearGroups is how many slot groups split finds by a linear scan
@@ -166,8 +174,6 @@ func (s *session) split(c *call, spec *command.Spec, args [][]byte, keys []int) 
 	buf := f.buf[:0]
 	resend := resendable(spec, args) // read-only, or MSET
 	write := spec.Flags&command.Write != 0
-	f.group.Reset()
-	f.grouped = true
 	f.setParts(groups)
 	for g, slot := range slots {
 		if write {
@@ -190,9 +196,7 @@ func (s *session) split(c *call, spec *command.Spec, args [][]byte, keys []int) 
 		if spec.Merge == command.ByPosition {
 			f.pos = append(f.pos, ords)
 		}
-		part := &f.parts[g]
-		f.group.Add(part)
-		s.sendRequest(part, frame, slot, resend)
+		f.sendPart(s, g, frame, slot, resend)
 	}
 	f.buf = buf
 	c.fan = f
@@ -211,14 +215,10 @@ func (s *session) toNodes(c *call, masters []string, frame []byte, merge command
 	}
 	f := s.srv.getFanout()
 	f.merge = merge
-	f.group.Reset()
-	f.grouped = true
 	f.setParts(len(masters))
 	for i, addr := range masters {
-		part := &f.parts[i]
-		part.Addr = addr
-		f.group.Add(part)
-		s.sendRequest(part, frame, -1, readOnly)
+		f.parts[i].Addr = addr
+		f.sendPart(s, i, frame, -1, readOnly)
 	}
 	c.fan = f
 	return c
@@ -235,9 +235,7 @@ func (f *fanout) finish(srv *Server, c *call) {
 	f.replies = replies
 	var firstErr []byte
 	ok := 0
-	if f.grouped {
-		f.group.Wait()
-	}
+	f.group.Wait()
 	for i := range f.parts {
 		part := &f.parts[i]
 		srv.router.Wait(part)

@@ -28,7 +28,7 @@ func TestGroupWakesOnceAllComplete(t *testing.T) {
 			t.Fatalf("round %d: Wait returned after %d of %d completions", round, n, len(reqs))
 		}
 		for i, req := range reqs {
-			if !req.ended() {
+			if req.state.Load() != reqDone {
 				t.Fatalf("round %d: request %d not marked ended", round, i)
 			}
 			if string(req.Reply) != ":1\r\n" {

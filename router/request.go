@@ -134,9 +134,6 @@ func (r *Request) wait() {
 	}
 }
 
-// ended reports whether the current attempt has ended.
-func (r *Request) ended() bool { return r.state.Load() == reqDone }
-
 // NodeAddr returns the address of the node that handled the last attempt,
 // or "" before one.
 func (r *Request) NodeAddr() string {
