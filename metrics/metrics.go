@@ -15,8 +15,6 @@ import (
 type Metrics struct {
 	clientConns      prometheus.Gauge
 	clientConnsTotal prometheus.Counter
-	commands         *prometheus.CounterVec
-	duration         *prometheus.HistogramVec
 	redirections     *prometheus.CounterVec
 	refreshes        *prometheus.CounterVec
 	slotsCovered     prometheus.Gauge
@@ -26,14 +24,19 @@ type Metrics struct {
 	slowSubscribers  prometheus.Counter
 	slowClients      prometheus.Counter
 	gateway          *prometheus.CounterVec
-	nodeDuration     *prometheus.HistogramVec
 
-	byName sync.Map // command name → *commandMetrics, so the hot path skips label hashing
+	// Per-command and per-node figures are kept in latency histograms and
+	// presented at scrape time by latencyCollector (histogram.go).
+	byName sync.Map // command name → *commandMetrics
+	byNode sync.Map // node address → *latency
 }
 
+// commandMetrics holds one command's figures: the durations of commands
+// answered with an error reply and of the others. Their counts are
+// clusterproxy_commands_total by status; together they are
+// clusterproxy_command_duration_seconds.
 type commandMetrics struct {
-	ok, failed prometheus.Counter
-	duration   prometheus.Observer
+	ok, failed latency
 }
 
 // New creates the collectors and registers them, with a build-info gauge
@@ -44,14 +47,6 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 			Name: "clusterproxy_client_connections", Help: "Client connections open now."}),
 		clientConnsTotal: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "clusterproxy_client_connections_total", Help: "Client connections accepted."}),
-		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "clusterproxy_commands_total", Help: "Commands answered, by command and status (ok or error reply)."},
-			[]string{"command", "status"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "clusterproxy_command_duration_seconds",
-			Help:    "Time from reading a command to writing its reply, by command.",
-			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}},
-			[]string{"command"}),
 		redirections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "clusterproxy_redirections_total", Help: "Redirections and retry replies handled inside the proxy, by kind (moved, ask, tryagain, clusterdown, loading)."},
 			[]string{"kind"}),
@@ -75,19 +70,14 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 			Name: "clusterproxy_gateway_events_total", Help: "Outcomes of gateway commands, by family (ratelimit, cache, context) and event (allowed, limited, hit, miss, fill, wait, trim, ...)."},
 			[]string{"family", "event"}),
 	}
-	m.nodeDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "clusterproxy_node_request_duration_seconds",
-		Help:    "Time from writing a request to a node's shared connection to reading its reply, by node.",
-		Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}},
-		[]string{"node"})
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "clusterproxy_build_info", Help: "Always 1; the version label tells the build.",
 		ConstLabels: prometheus.Labels{"version": version}})
 	build.Set(1)
 	var errs []error
-	for _, c := range []prometheus.Collector{m.clientConns, m.clientConnsTotal, m.commands, m.duration,
+	for _, c := range []prometheus.Collector{m.clientConns, m.clientConnsTotal, newLatencyCollector(m),
 		m.redirections, m.refreshes, m.slotsCovered, m.protocolErrors, m.unsupported, m.authFailures,
-		m.slowSubscribers, m.slowClients, m.gateway, m.nodeDuration, build} {
+		m.slowSubscribers, m.slowClients, m.gateway, build} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}
@@ -121,22 +111,17 @@ func (m *Metrics) CommandRecorder(name string) func(failed bool, d time.Duration
 func (m *Metrics) command(name string) *commandMetrics {
 	v, ok := m.byName.Load(name)
 	if !ok {
-		v, _ = m.byName.LoadOrStore(name, &commandMetrics{
-			ok:       m.commands.WithLabelValues(name, "ok"),
-			failed:   m.commands.WithLabelValues(name, "error"),
-			duration: m.duration.WithLabelValues(name),
-		})
+		v, _ = m.byName.LoadOrStore(name, new(commandMetrics))
 	}
 	return v.(*commandMetrics)
 }
 
 func (cm *commandMetrics) done(failed bool, d time.Duration) {
 	if failed {
-		cm.failed.Inc()
+		cm.failed.observe(d)
 	} else {
-		cm.ok.Inc()
+		cm.ok.observe(d)
 	}
-	cm.duration.Observe(d.Seconds())
 }
 
 // ProtocolError counts a client closed for a malformed frame.

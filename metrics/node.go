@@ -8,10 +8,14 @@ import (
 
 // NodeLatency implements router.NodeObserver: it returns the observer of
 // clusterproxy_node_request_duration_seconds for the node at addr, resolved
-// once so that each reply costs one histogram observation.
+// once so that each reply costs one histogram observation. Connections to
+// one node share its histogram.
 func (m *Metrics) NodeLatency(addr string) func(time.Duration) {
-	h := m.nodeDuration.WithLabelValues(addr)
-	return func(d time.Duration) { h.Observe(d.Seconds()) }
+	v, ok := m.byNode.Load(addr)
+	if !ok {
+		v, _ = m.byNode.LoadOrStore(addr, new(latency))
+	}
+	return v.(*latency).observe
 }
 
 // RegisterInflight registers clusterproxy_node_inflight_requests on reg, a
