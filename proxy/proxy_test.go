@@ -5,13 +5,16 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand"
 	"net"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/clusterproxy/clusterproxy/internal/resp"
 	"github.com/clusterproxy/clusterproxy/proxy"
 	"github.com/clusterproxy/clusterproxy/router"
 	"github.com/redis/go-redis/v9"
@@ -358,4 +361,87 @@ func TestRedisToolsThroughProxy(t *testing.T) {
 	if got := strings.Fields(string(out)); strings.Join(got, " ") != "OK hello 1 PONG" {
 		t.Fatalf("redis-cli output %q", out)
 	}
+}
+
+// TestReadBuffersKeepCommands drives clients through many small read
+// buffers (1 KiB), so that buffers are retired while their commands are in
+// flight and lent again once they are answered: pipelines of writes and
+// reads of random sizes, split multi-key commands, commands answered one by
+// one, and transactions, all checked against what was written.
+func TestReadBuffersKeepCommands(t *testing.T) {
+	p := startProxy(t, shared, proxy.Config{Limits: resp.Limits{BufferSize: 1024}}, router.Options{})
+	ctx := context.Background()
+	pre := fmt.Sprintf("rbuf-%d", time.Now().UnixNano())
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := p.client(t, 2+w%2)
+			rng := rand.New(rand.NewSource(int64(w)))
+			val := func(i, round int) string {
+				return fmt.Sprintf("%d/%d/%s", i, round, strings.Repeat("v", rng.Intn(900)))
+			}
+			keys := make([]string, 64)
+			for i := range keys {
+				keys[i] = fmt.Sprintf("%s:%d:%d", pre, w, i)
+			}
+			last := map[string]string{}
+			for round := range 30 {
+				pipe := c.Pipeline()
+				for i, k := range keys {
+					v := val(i, round)
+					pipe.Set(ctx, k, v, 0)
+					last[k] = v
+				}
+				gets := make([]*redis.StringCmd, len(keys))
+				for i, k := range keys {
+					gets[i] = pipe.Get(ctx, k)
+				}
+				mget := pipe.MGet(ctx, keys[:16]...)
+				if _, err := pipe.Exec(ctx); err != nil {
+					t.Errorf("worker %d round %d: %v", w, round, err)
+					return
+				}
+				for i, k := range keys {
+					if got := gets[i].Val(); got != last[k] {
+						t.Errorf("worker %d round %d: GET %s = %.40q, want %.40q", w, round, k, got, last[k])
+						return
+					}
+				}
+				for i, v := range mget.Val() {
+					if v != last[keys[i]] {
+						t.Errorf("worker %d round %d: MGET[%d] = %.40q", w, round, i, v)
+						return
+					}
+				}
+				for i := range 8 { // one at a time: answered by the reader itself
+					k := keys[rng.Intn(len(keys))]
+					v := val(i, round)
+					if err := c.Set(ctx, k, v, 0).Err(); err != nil {
+						t.Error(err)
+						return
+					}
+					last[k] = v
+					if got := c.Get(ctx, k).Val(); got != v {
+						t.Errorf("worker %d: GET %s after SET = %.40q", w, k, got)
+						return
+					}
+				}
+				if round%5 == 0 { // a transaction holds its queued commands
+					k := fmt.Sprintf("%s:%d:tx{%d}", pre, w, round)
+					tx := c.TxPipeline()
+					for i := range 20 {
+						tx.Append(ctx, k, val(i, round)[:1])
+					}
+					n := tx.StrLen(ctx, k)
+					if _, err := tx.Exec(ctx); err != nil || n.Val() != 20 {
+						t.Errorf("worker %d: transaction: %v, STRLEN %d", w, err, n.Val())
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

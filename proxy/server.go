@@ -156,7 +156,11 @@ type Server struct {
 	nextID  atomic.Int64
 	clients atomic.Int64
 	calls   sync.Pool // *call
-	fans    sync.Pool // *fanout
+	// readBufs holds free client read buffers of readBufSize bytes
+	// (readbuf.go).
+	readBufs    sync.Pool
+	readBufSize int
+	fans        sync.Pool // *fanout
 
 	// Settings that Reload may change while serving.
 	maxClients   atomic.Int64
@@ -188,6 +192,10 @@ func New(cfg Config, r *router.Router, t *command.Table) (*Server, error) {
 		started:   time.Now(),
 	}
 	s.calls.New = func() any { return newCall() }
+	s.readBufSize = cfg.Limits.BufferSize
+	if s.readBufSize <= 0 {
+		s.readBufSize = resp.DefaultBufferSize
+	}
 	s.Reload(Settings{MaxClients: cfg.MaxClients, IdleTimeout: cfg.IdleTimeout,
 		ClientWriteTimeout: cfg.ClientWriteTimeout,
 		SlowlogThreshold:   cfg.SlowlogThreshold, SlowlogMaxLen: cfg.SlowlogMaxLen})

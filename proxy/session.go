@@ -38,6 +38,9 @@ type call struct {
 	start time.Time
 	// raw is the client's command, for the slow log.
 	raw []byte
+	// seq numbers the client's commands in the order read (see
+	// readBuffers); 0 for frames that answer no command.
+	seq int64
 	// sync are the slots this write changed, when Config.WriteReplicas asks
 	// writes to wait for replication (sync.go); syncErr replaces the reply
 	// when too few replicas acknowledged.
@@ -50,7 +53,7 @@ func newCall() *call { return &call{req: router.NewRequest()} }
 func (c *call) reset() {
 	c.req.Reset()
 	c.routed, c.quit, c.fan, c.block, c.blockDone, c.evalsha, c.name, c.wait, c.gw, c.raw = false, false, nil, false, nil, nil, "", nil, nil, nil
-	c.sync, c.syncErr = c.sync[:0], nil
+	c.sync, c.syncErr, c.seq = c.sync[:0], nil, 0
 	if cap(c.reply) > 4096 {
 		c.reply = nil // do not pin large local replies in the pool
 	}
@@ -75,7 +78,10 @@ type session struct {
 	// is zero the writer does not touch bw, so the reader may answer a call
 	// itself (see readLoop).
 	queued atomic.Int32
-	gone   chan struct{} // closed when the reader stops: aborts a blocked command
+	// finished is the number (call.seq) of the last command the writer
+	// answered; it is published before queued falls to zero.
+	finished atomic.Int64
+	gone     chan struct{} // closed when the reader stops: aborts a blocked command
 	// ctx ends when the reader stops, like gone: it bounds gateway commands.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -94,6 +100,12 @@ type session struct {
 	lastSpec    *command.Spec
 	allowedSpec *command.Spec
 	allowedUser *aclUser
+	// dispatched counts the commands read; answered is the number of the
+	// last one the reader answered itself. With finished, the last one the
+	// writer answered, they tell when a read buffer is free (readBuffers).
+	dispatched int64
+	answered   int64
+	bufs       readBuffers
 
 	// writeClock is the last clock reading taken for a written reply, reused
 	// for replies already read from their node by then (see endTime). The
@@ -165,6 +177,8 @@ func (s *session) readLoop() {
 		}
 	}()
 	rd := resp.NewReader(s.conn, s.srv.cfg.Limits)
+	s.bufs = readBuffers{s: s, pool: &s.srv.readBufs, size: s.srv.readBufSize}
+	rd.SetRecycler(&s.bufs)
 	var idleSet bool // a read deadline for IdleTimeout is on the connection
 	for {
 		if idle := time.Duration(s.srv.idleTimeout.Load()); idle > 0 && !s.stopped.Load() {
@@ -175,6 +189,9 @@ func (s *session) readLoop() {
 			idleSet = false
 		}
 		fresh := rd.Buffered() == 0 // this command needs a read from the socket
+		if fresh {
+			s.bufs.release() // before a read that may wait long
+		}
 		cmd, err := rd.ReadCommand()
 		if err != nil {
 			if idleSet && isTimeout(err) && !s.stopped.Load() && s.queued.Load() > 0 {
@@ -199,6 +216,8 @@ func (s *session) readLoop() {
 			s.readAt = time.Now()
 		}
 		c := s.dispatch(cmd)
+		s.dispatched++
+		c.seq = s.dispatched
 		if c.block || c.wait != nil {
 			// Like Redis, read nothing more from a blocked client: later
 			// commands wait until the blocking one returns. The client is
@@ -221,9 +240,11 @@ func (s *session) readLoop() {
 			// through the writer, so they are dispatched concurrently, and so
 			// do gateway commands, which may wait long (CACHE.GET WAIT): the
 			// reader goes on reading, so a client that leaves cancels them.
+			seq := c.seq
 			if !s.answer(c) {
 				return
 			}
+			s.answered = seq
 			continue
 		}
 		quit := c.quit // c belongs to the writer once queued
@@ -281,13 +302,17 @@ func (s *session) hand(c *call) {
 func (s *session) writeLoop() {
 	broken := false
 	var batch []*call
+	var last int64 // seq of the last command answered
 	for {
 		var ok bool
 		if batch, ok = s.pending.take(batch[:0]); !ok {
 			return
 		}
-		for _, c := range batch {
+		for i, c := range batch {
 			done, quit := c.blockDone, c.quit // c is recycled by write
+			if c.seq > 0 {
+				last = c.seq
+			}
 			if broken {
 				s.finish(c)
 				s.srv.putCall(c)
@@ -297,6 +322,11 @@ func (s *session) writeLoop() {
 				// for what was sent so every call is accounted for.
 				broken = true
 				s.conn.Close()
+			}
+			if i == len(batch)-1 {
+				// Before queued can reach zero: the reader, answering
+				// commands itself from then on, never sees it go back.
+				s.finished.Store(last)
 			}
 			s.queued.Add(-1)
 			s.pending.released()

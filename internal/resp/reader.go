@@ -89,7 +89,8 @@ var errIncomplete = errors.New("resp: incomplete frame")
 // Command is one client request.
 type Command struct {
 	// Raw is the whole request as a RESP array of bulk strings. It is stable:
-	// it stays valid and unchanged after later reads. An inline command is
+	// it stays valid and unchanged after later reads (with a Recycler, until
+	// its owner lets the buffer be lent again). An inline command is
 	// re-encoded into this form.
 	Raw []byte
 	// Args are the arguments, sub-slices of Raw. The Args slice itself (not
@@ -120,6 +121,56 @@ type Reader struct {
 	nargs int64
 	spans []span
 	args  [][]byte
+
+	recycler Recycler // nil: buffers are left to the garbage collector
+
+	// inPlace: returned frames are done with at the next call unless kept
+	// (see ReuseBuffer); kept: a frame of the current buffer was kept.
+	inPlace, kept bool
+}
+
+// ReuseBuffer makes the Reader read over the frames it returned, in the
+// buffer it has, instead of starting a new buffer when that one is full.
+// The caller promises to be done with each frame by its next call to the
+// Reader, unless it calls Keep before that. New buffers are then made only
+// for frames larger than BufferSize and after a frame was kept.
+func (r *Reader) ReuseBuffer() { r.inPlace = true }
+
+// Keep marks the frame returned last as still in use after the next call
+// (with ReuseBuffer): the Reader leaves its buffer alone from then on.
+func (r *Reader) Keep() { r.kept = true }
+
+// Recycler lends a command Reader its read buffers and takes back the ones
+// it stops reading into, so that a busy connection does not allocate a
+// buffer for every BufferSize bytes it sends. A retired buffer still holds
+// the frames returned from it: the Recycler must not lend it again until
+// the Reader's owner knows none of them is in use any more.
+type Recycler interface {
+	// Buffer returns a buffer of exactly size bytes, or nil for a new one.
+	Buffer(size int) []byte
+	// Retire takes back a buffer the Reader no longer reads into.
+	Retire(buf []byte)
+}
+
+// SetRecycler makes the Reader take its buffers from rc and give them back
+// to it.
+func (r *Reader) SetRecycler(rc Recycler) { r.recycler = rc }
+
+// newBuffer returns a buffer of size bytes for fill.
+func (r *Reader) newBuffer(size int) []byte {
+	if r.recycler != nil {
+		if b := r.recycler.Buffer(size); len(b) == size {
+			return b
+		}
+	}
+	return make([]byte, size)
+}
+
+// retire hands old, a buffer no longer read into, to the Recycler.
+func (r *Reader) retire(old []byte) {
+	if r.recycler != nil && old != nil {
+		r.recycler.Retire(old)
+	}
 }
 
 // commandPresize is how many bytes of an announced bulk string a command
@@ -154,6 +205,13 @@ func (r *Reader) fill() error {
 		need = min(need, r.presize)
 	}
 	want := max(pending+1, need) // bytes from r the buffer must hold
+	if r.inPlace && !r.kept && len(r.buf) == r.lim.BufferSize && r.r > 0 &&
+		(pending == 0 || len(r.buf)-r.r < want || len(r.buf)-r.w < minRead) && len(r.buf)-pending >= max(want, minRead) {
+		// Every frame returned is done with: move what is pending to the
+		// front and read behind it.
+		copy(r.buf, r.buf[r.r:r.w])
+		r.r, r.w = 0, pending
+	}
 	if r.buf == nil || len(r.buf)-r.r < want || len(r.buf)-r.w < minRead {
 		// Start a new buffer; the old one stays valid for returned frames.
 		// Growth is geometric in what is pending, so a frame that arrives in
@@ -168,9 +226,12 @@ func (r *Reader) fill() error {
 			}
 			size = max(size, full)
 		}
-		nb := make([]byte, size)
+		nb := r.newBuffer(size)
 		copy(nb, r.buf[r.r:r.w])
+		old := r.buf
 		r.buf, r.r, r.w = nb, 0, pending
+		r.kept = false
+		r.retire(old)
 	}
 	n, err := r.rd.Read(r.buf[r.w:])
 	r.w += n
@@ -506,7 +567,9 @@ func (r *Reader) scanInline() (int, error) {
 	nb := make([]byte, len(enc)+max(rest+512, r.lim.BufferSize))
 	copy(nb, enc)
 	copy(nb[len(enc):], r.buf[r.r:r.w])
+	old := r.buf
 	r.buf, r.r, r.w = nb, 0, len(enc)+rest
+	r.retire(old)
 	return len(enc), nil
 }
 
