@@ -397,10 +397,6 @@ func (p *pipe) dial() (*wire, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Replies up to maxCopiedReply bytes are copied into their request (see
-	// readLoop), so the read buffer is read into again rather than a new
-	// one allocated every few hundred replies.
-	rd.ReuseBuffer()
 	w := &wire{
 		conn:       conn,
 		bw:         bufio.NewWriterSize(conn, 16<<10),
@@ -519,12 +515,6 @@ func (p *pipe) readLoop(w *wire) {
 			req.RepliedAt = now
 			if p.latency != nil {
 				p.latency(now.Sub(req.WrittenAt))
-			}
-			if len(frame) <= maxCopiedReply {
-				req.buf = append(req.buf[:0], frame...)
-				frame = req.buf
-			} else {
-				w.rd.Keep() // a large reply is handed over in place
 			}
 			req.complete(frame, nil)
 		}

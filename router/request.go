@@ -54,17 +54,7 @@ type Request struct {
 	state atomic.Uint32
 	done  chan struct{}
 	group *Group // counts this request's first attempt; cleared by Wait
-	// buf holds a reply of up to maxCopiedReply bytes, copied out of its
-	// node connection's read buffer; kept across Reset.
-	buf []byte
 }
-
-// maxCopiedReply is the largest reply copied into its Request. Copying a
-// small reply costs less than the allocation it saves: without it, the node
-// connection's reader starts a new buffer whenever the replies it handed
-// over fill one (every 230 replies of 64-byte values), as they may still be
-// in use. Larger replies are handed over in place.
-const maxCopiedReply = 2 << 10
 
 // Request states.
 const (
@@ -81,8 +71,8 @@ func NewRequest() *Request {
 
 // Reset clears a Request for reuse; it must not be in flight.
 func (r *Request) Reset() {
-	done, buf := r.done, r.buf[:0]
-	*r = Request{Slot: -1, done: done, buf: buf} // state: reqPending
+	done := r.done
+	*r = Request{Slot: -1, done: done} // state: reqPending
 }
 
 func (r *Request) complete(reply []byte, err error) {

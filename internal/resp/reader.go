@@ -123,22 +123,7 @@ type Reader struct {
 	args  [][]byte
 
 	recycler Recycler // nil: buffers are left to the garbage collector
-
-	// inPlace: returned frames are done with at the next call unless kept
-	// (see ReuseBuffer); kept: a frame of the current buffer was kept.
-	inPlace, kept bool
 }
-
-// ReuseBuffer makes the Reader read over the frames it returned, in the
-// buffer it has, instead of starting a new buffer when that one is full.
-// The caller promises to be done with each frame by its next call to the
-// Reader, unless it calls Keep before that. New buffers are then made only
-// for frames larger than BufferSize and after a frame was kept.
-func (r *Reader) ReuseBuffer() { r.inPlace = true }
-
-// Keep marks the frame returned last as still in use after the next call
-// (with ReuseBuffer): the Reader leaves its buffer alone from then on.
-func (r *Reader) Keep() { r.kept = true }
 
 // Recycler lends a command Reader its read buffers and takes back the ones
 // it stops reading into, so that a busy connection does not allocate a
@@ -205,13 +190,6 @@ func (r *Reader) fill() error {
 		need = min(need, r.presize)
 	}
 	want := max(pending+1, need) // bytes from r the buffer must hold
-	if r.inPlace && !r.kept && len(r.buf) == r.lim.BufferSize && r.r > 0 &&
-		(pending == 0 || len(r.buf)-r.r < want || len(r.buf)-r.w < minRead) && len(r.buf)-pending >= max(want, minRead) {
-		// Every frame returned is done with: move what is pending to the
-		// front and read behind it.
-		copy(r.buf, r.buf[r.r:r.w])
-		r.r, r.w = 0, pending
-	}
 	if r.buf == nil || len(r.buf)-r.r < want || len(r.buf)-r.w < minRead {
 		// Start a new buffer; the old one stays valid for returned frames.
 		// Growth is geometric in what is pending, so a frame that arrives in
@@ -230,7 +208,6 @@ func (r *Reader) fill() error {
 		copy(nb, r.buf[r.r:r.w])
 		old := r.buf
 		r.buf, r.r, r.w = nb, 0, pending
-		r.kept = false
 		r.retire(old)
 	}
 	n, err := r.rd.Read(r.buf[r.w:])

@@ -6,7 +6,6 @@ import (
 	"io"
 	"math/rand"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -455,86 +454,4 @@ func TestReadCommandRecycler(t *testing.T) {
 		t.Fatal("no buffer was lent back")
 	}
 	t.Logf("%d buffers lent back, %d retired and not lent", rc.lent, len(rc.retired))
-}
-
-// TestReadReplyReuseBuffer: with ReuseBuffer, replies are read correctly
-// however the stream is split, a kept reply stays intact after later reads,
-// and a stream of small replies needs no new buffers.
-func TestReadReplyReuseBuffer(t *testing.T) {
-	rng := rand.New(rand.NewSource(3))
-	var stream []byte
-	var want []string
-	for i := range 2000 {
-		var f []byte
-		switch {
-		case i%50 == 0: // larger than the buffer
-			f = AppendBulk(nil, bytes.Repeat([]byte{byte('a' + i%26)}, 1100+rng.Intn(900)))
-		case i%9 == 0: // kept by the caller
-			f = AppendBulk(nil, bytes.Repeat([]byte{byte('A' + i%26)}, 260+rng.Intn(400)))
-		case i%7 == 0:
-			f = []byte("*2\r\n$1\r\nx\r\n:" + strconv.Itoa(i) + "\r\n")
-		default:
-			v := make([]byte, rng.Intn(120))
-			rng.Read(v)
-			f = AppendBulk(nil, v)
-		}
-		stream = append(stream, f...)
-		want = append(want, string(f))
-	}
-	r := NewReplyReader(&chunkReader{data: stream, sizes: []int{1, 200, 7, 4096, 64}}, Limits{BufferSize: 1024})
-	r.ReuseBuffer()
-	type keptFrame struct {
-		i int
-		f []byte
-	}
-	var kept []keptFrame
-	for i := range want {
-		f, err := r.ReadReply()
-		if err != nil {
-			t.Fatalf("reply %d: %v", i, err)
-		}
-		if string(f) != want[i] {
-			t.Fatalf("reply %d = %q, want %q", i, f, want[i])
-		}
-		if len(f) > 250 {
-			r.Keep()
-			kept = append(kept, keptFrame{i, f})
-		}
-	}
-	for _, k := range kept {
-		if string(k.f) != want[k.i] {
-			t.Fatalf("kept reply %d changed", k.i)
-		}
-	}
-
-	// Small replies only: after the first buffer, reading allocates nothing.
-	small := bytes.Repeat([]byte("$5\r\nhello\r\n:1\r\n"), 64)
-	src := &repeatReader{data: small}
-	r = NewReplyReader(src, Limits{BufferSize: 2048})
-	r.ReuseBuffer()
-	if _, err := r.ReadReply(); err != nil {
-		t.Fatal(err)
-	}
-	allocs := testing.AllocsPerRun(10, func() {
-		for range 1000 {
-			if _, err := r.ReadReply(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	})
-	if allocs != 0 {
-		t.Fatalf("%.0f allocations per 1,000 small replies with ReuseBuffer", allocs)
-	}
-}
-
-// repeatReader returns data over and over, in reads of up to 100 bytes.
-type repeatReader struct {
-	data []byte
-	off  int
-}
-
-func (r *repeatReader) Read(p []byte) (int, error) {
-	n := copy(p[:min(len(p), 100)], r.data[r.off:])
-	r.off = (r.off + n) % len(r.data)
-	return n, nil
 }
