@@ -1,7 +1,11 @@
 package proxy
 
 import (
+	"io"
+	"net"
+	"os"
 	"sync"
+	"syscall"
 
 	"github.com/clusterproxy/clusterproxy/internal/resp"
 )
@@ -27,6 +31,7 @@ type readBuffers struct {
 	size      int        // the Reader's standard buffer size; others are not kept
 	retired   []byte     // the buffer retired last, while its commands may be in use
 	retiredAt int64      // session.dispatched when it was retired
+	box       *[]byte    // the pool holds *[]byte: a spare one, so Put does not allocate
 }
 
 var _ resp.Recycler = (*readBuffers)(nil)
@@ -43,7 +48,9 @@ func (b *readBuffers) Buffer(size int) []byte {
 		return buf
 	}
 	if p, ok := b.pool.Get().(*[]byte); ok {
-		return *p
+		buf := *p
+		*p, b.box = nil, p // the box carries the next buffer given back
+		return buf
 	}
 	return nil
 }
@@ -57,14 +64,18 @@ func (b *readBuffers) Retire(buf []byte) {
 	}
 	b.release()
 	b.retired, b.retiredAt = buf, b.s.dispatched
+	b.release() // free already when the Reader retires it to wait idle
 }
 
 // release gives the retired buffer to the pool if its commands are
 // answered, so an idle session holds one buffer only.
 func (b *readBuffers) release() {
 	if b.free() {
-		p := new([]byte)
-		*p = b.retired
+		p := b.box
+		if p == nil {
+			p = new([]byte)
+		}
+		*p, b.box = b.retired, nil
 		b.pool.Put(p)
 		b.retired = nil
 	}
@@ -76,4 +87,80 @@ func (b *readBuffers) free() bool {
 		return false
 	}
 	return max(b.s.finished.Load(), b.s.answered) >= b.retiredAt
+}
+
+// idleConn is a client connection as the command Reader reads it: a TCP
+// connection that waits for data holding no buffer (resp.IdleReader), so
+// that an idle client costs no read buffer. It reads with the raw file
+// descriptor, through Go's poller, like net.Conn.Read.
+type idleConn struct {
+	net.Conn
+	raw    syscall.RawConn
+	readFn func(fd uintptr) bool // c.read, bound once
+
+	// State of the ReadIdle in progress, kept here so that reading
+	// allocates nothing.
+	p      []byte
+	park   func()
+	unpark func() []byte
+	n      int
+	errno  error
+	parked bool // park was called and unpark not yet
+	woken  bool // unpark was called: never park twice
+}
+
+// newIdleConn returns conn as an idleConn, or conn itself when it has no
+// file descriptor to read (TLS).
+func newIdleConn(conn net.Conn) io.Reader {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return conn
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return conn
+	}
+	c := &idleConn{Conn: conn, raw: raw}
+	c.readFn = c.read
+	return c
+}
+
+// ReadIdle implements resp.IdleReader.
+func (c *idleConn) ReadIdle(p []byte, park func(), unpark func() []byte) (int, error) {
+	c.p, c.park, c.unpark = p, park, unpark
+	c.n, c.errno, c.parked, c.woken = 0, nil, false, false
+	err := c.raw.Read(c.readFn)
+	n, errno := c.n, c.errno
+	c.p, c.park, c.unpark = nil, nil, nil
+	switch {
+	case err != nil: // a deadline, or the connection closed
+		return 0, err
+	case errno != nil:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("read", errno)}
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// read is the attempt syscall.RawConn.Read makes, once at first and again
+// each time the connection turns readable: it reports false to wait.
+func (c *idleConn) read(fd uintptr) bool {
+	if c.parked {
+		c.p, c.parked, c.woken = c.unpark(), false, true
+	}
+	for {
+		c.n, c.errno = syscall.Read(int(fd), c.p)
+		if c.errno != syscall.EINTR {
+			break
+		}
+	}
+	if c.errno == syscall.EAGAIN {
+		if !c.woken && !c.parked {
+			c.park()
+			c.parked = true
+		}
+		return false
+	}
+	return true
 }

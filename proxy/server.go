@@ -5,6 +5,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
@@ -160,6 +161,7 @@ type Server struct {
 	// (readbuf.go).
 	readBufs    sync.Pool
 	readBufSize int
+	writers     sync.Pool // *bufio.Writer of client replies, between bursts
 	fans        sync.Pool // *fanout
 
 	// Settings that Reload may change while serving.
@@ -343,6 +345,24 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) getCall() *call { return s.calls.Get().(*call) }
+
+// clientWriteBuffer is the size of a client's reply buffer.
+const clientWriteBuffer = 16 << 10
+
+// getWriter returns a reply buffer writing to cw.
+func (s *Server) getWriter(cw *clientWriter) *bufio.Writer {
+	if w, ok := s.writers.Get().(*bufio.Writer); ok {
+		w.Reset(cw)
+		return w
+	}
+	return bufio.NewWriterSize(cw, clientWriteBuffer)
+}
+
+// putWriter gives back an empty reply buffer.
+func (s *Server) putWriter(w *bufio.Writer) {
+	w.Reset(nil) // forget the session
+	s.writers.Put(w)
+}
 
 func (s *Server) putCall(c *call) {
 	c.reset()

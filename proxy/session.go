@@ -73,7 +73,11 @@ type session struct {
 	addr    string // the client's address, for the slow log
 	created time.Time
 	pending *callQueue // in request order; at most MaxPipeline (see hand)
-	bw      *bufio.Writer
+	// bw buffers replies; it comes from the server's pool for a burst of
+	// replies and goes back once they are flushed, so that an idle client
+	// holds no write buffer. cw is what it writes to.
+	bw *bufio.Writer
+	cw *clientWriter
 	// queued counts calls handed to the writer and not yet written. While it
 	// is zero the writer does not touch bw, so the reader may answer a call
 	// itself (see readLoop).
@@ -135,7 +139,7 @@ func newSession(srv *Server, conn net.Conn, id int64) *session {
 		addr:    conn.RemoteAddr().String(),
 		created: time.Now(),
 		pending: newCallQueue(),
-		bw:      bufio.NewWriterSize(newClientWriter(srv, conn, id), 16<<10),
+		cw:      newClientWriter(srv, conn, id),
 		proto:   resp.RESP2,
 		access:  srv.initialAuth(),
 		keys:    make([]int, 0, 16),
@@ -176,7 +180,7 @@ func (s *session) readLoop() {
 			s.subs.close() // before pending closes: subscribers push into it
 		}
 	}()
-	rd := resp.NewReader(s.conn, s.srv.cfg.Limits)
+	rd := resp.NewReader(newIdleConn(s.conn), s.srv.cfg.Limits)
 	s.bufs = readBuffers{s: s, pool: &s.srv.readBufs, size: s.srv.readBufSize}
 	rd.SetRecycler(&s.bufs)
 	var idleSet bool // a read deadline for IdleTimeout is on the connection
@@ -395,6 +399,9 @@ func (s *session) write(c *call, flush bool) bool {
 	default:
 		out = c.req.Reply
 	}
+	if s.bw == nil {
+		s.bw = s.srv.getWriter(s.cw)
+	}
 	_, err = s.bw.Write(out)
 	if c.name != "" {
 		end := s.endTime(c)
@@ -408,7 +415,10 @@ func (s *session) write(c *call, flush bool) bool {
 		}
 	}
 	if err == nil && flush {
-		err = s.bw.Flush()
+		if err = s.bw.Flush(); err == nil {
+			s.srv.putWriter(s.bw)
+			s.bw = nil
+		}
 	}
 	s.srv.putCall(c)
 	return err == nil

@@ -123,6 +123,22 @@ type Reader struct {
 	args  [][]byte
 
 	recycler Recycler // nil: buffers are left to the garbage collector
+	// idle is rd when it is an IdleReader and a Recycler is set; park and
+	// unpark are the callbacks given to it, made once.
+	idle   IdleReader
+	park   func()
+	unpark func() []byte
+}
+
+// IdleReader is a connection that can wait for data without a buffer: a
+// Reader with a Recycler, having nothing buffered, reads with ReadIdle, so
+// that an idle connection holds no read buffer.
+type IdleReader interface {
+	// ReadIdle reads into p when data is waiting. Otherwise it calls park
+	// (p must not be used after that), waits for data, and reads into the
+	// buffer unpark returns; if the wait ends in an error, unpark may never
+	// have been called.
+	ReadIdle(p []byte, park func(), unpark func() []byte) (int, error)
 }
 
 // Recycler lends a command Reader its read buffers and takes back the ones
@@ -138,8 +154,23 @@ type Recycler interface {
 }
 
 // SetRecycler makes the Reader take its buffers from rc and give them back
-// to it.
-func (r *Reader) SetRecycler(rc Recycler) { r.recycler = rc }
+// to it. If the Reader's source is an IdleReader, the buffer also goes back
+// to rc while the Reader waits for data with nothing buffered.
+func (r *Reader) SetRecycler(rc Recycler) {
+	r.recycler = rc
+	if ir, ok := r.rd.(IdleReader); ok && rc != nil {
+		r.idle = ir
+		r.park = func() {
+			old := r.buf
+			r.buf, r.r, r.w = nil, 0, 0
+			r.retire(old)
+		}
+		r.unpark = func() []byte {
+			r.buf = r.newBuffer(r.lim.BufferSize)
+			return r.buf
+		}
+	}
+}
 
 // newBuffer returns a buffer of size bytes for fill.
 func (r *Reader) newBuffer(size int) []byte {
@@ -210,7 +241,15 @@ func (r *Reader) fill() error {
 		r.buf, r.r, r.w = nb, 0, pending
 		r.retire(old)
 	}
-	n, err := r.rd.Read(r.buf[r.w:])
+	var n int
+	var err error
+	if r.idle != nil && pending == 0 && r.need == 0 && len(r.buf) == r.lim.BufferSize {
+		// Nothing of a frame is buffered: the buffer may go back to the
+		// Recycler while the connection has nothing to read.
+		n, err = r.idle.ReadIdle(r.buf[r.w:], r.park, r.unpark)
+	} else {
+		n, err = r.rd.Read(r.buf[r.w:])
+	}
 	r.w += n
 	if err != nil {
 		if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {

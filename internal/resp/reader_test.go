@@ -455,3 +455,82 @@ func TestReadCommandRecycler(t *testing.T) {
 	}
 	t.Logf("%d buffers lent back, %d retired and not lent", rc.lent, len(rc.retired))
 }
+
+// scriptedIdle is an IdleReader whose reads follow a script: "d" data is
+// waiting, "p" park then data, "t" park then a timeout.
+type scriptedIdle struct {
+	chunks [][]byte
+	script string
+	step   int
+}
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string { return "i/o timeout" }
+func (timeoutErr) Timeout() bool { return true }
+
+func (s *scriptedIdle) Read(p []byte) (int, error) {
+	if len(s.chunks) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, s.chunks[0])
+	s.chunks[0] = s.chunks[0][n:]
+	if len(s.chunks[0]) == 0 {
+		s.chunks = s.chunks[1:]
+	}
+	return n, nil
+}
+
+func (s *scriptedIdle) ReadIdle(p []byte, park func(), unpark func() []byte) (int, error) {
+	if len(s.chunks) == 0 {
+		return 0, io.EOF
+	}
+	op := s.script[s.step%len(s.script)]
+	s.step++
+	switch op {
+	case 'p':
+		park()
+		p = unpark()
+	case 't':
+		park()
+		return 0, timeoutErr{}
+	}
+	return s.Read(p)
+}
+
+// TestReadCommandIdle: a Reader over an IdleReader gives its buffer back
+// while it waits with nothing buffered, reads on after a wait that timed
+// out, and returns every command intact.
+func TestReadCommandIdle(t *testing.T) {
+	var chunks [][]byte
+	var want []string
+	for i := range 200 {
+		f := AppendCommand(nil, []byte("SET"), []byte("k"+strings.Repeat("x", i%7)), bytes.Repeat([]byte{'v'}, i*3))
+		want = append(want, string(f))
+		chunks = append(chunks, f)
+	}
+	src := &scriptedIdle{chunks: chunks, script: "dpptdp"}
+	var returned, finished int
+	rc := &scribblingRecycler{size: 1024, returned: &returned, finished: &finished}
+	r := NewReader(src, Limits{BufferSize: 1024})
+	r.SetRecycler(rc)
+	timeouts := 0
+	for returned < len(want) {
+		c, err := r.ReadCommand()
+		if err != nil {
+			if _, ok := err.(timeoutErr); ok {
+				timeouts++
+				continue
+			}
+			t.Fatalf("command %d: %v", returned, err)
+		}
+		if string(c.Raw) != want[returned] {
+			t.Fatalf("command %d = %q", returned, c.Raw)
+		}
+		returned++
+		finished = returned - 1 // the one before is answered
+	}
+	if timeouts == 0 || len(rc.retired)+rc.lent == 0 {
+		t.Fatalf("timeouts %d, buffers retired %d, lent %d: the idle path was not taken", timeouts, len(rc.retired), rc.lent)
+	}
+}
