@@ -5,8 +5,10 @@
 // never written over once a frame has been returned from it: when a buffer is
 // full the Reader starts a new one and copies only the unfinished tail, so a
 // frame stays valid after later reads and can be handed to another goroutine
-// (a node pipe, a session writer) without a copy. Parsing is resumable: a frame
-// that arrives in many reads is scanned once, not once per read.
+// (a node pipe, a session writer) without a copy. With a Recycler, a buffer the
+// Reader has left is written over only once the Recycler lends it again, which
+// its owner allows when no frame from it is in use. Parsing is resumable: a
+// frame that arrives in many reads is scanned once, not once per read.
 //
 // Every length is checked against Limits before anything is allocated for it.
 package resp
