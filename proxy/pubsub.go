@@ -372,6 +372,7 @@ func (s *session) push(frame []byte) bool {
 	}
 	c := s.srv.getCall()
 	c.reply = append(c.reply, frame...)
+	s.startWriter()
 	s.pending.put(c)
 	return true
 }

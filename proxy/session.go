@@ -85,7 +85,11 @@ type session struct {
 	// finished is the number (call.seq) of the last command the writer
 	// answered; it is published before queued falls to zero.
 	finished atomic.Int64
-	gone     chan struct{} // closed when the reader stops: aborts a blocked command
+	// writerOn is set when the writer goroutine is started (startWriter);
+	// writerDone, made by whoever started it, is closed when it ends.
+	writerOn   atomic.Bool
+	writerDone chan struct{}
+	gone       chan struct{} // closed when the reader stops: aborts a blocked command
 	// ctx ends when the reader stops, like gone: it bounds gateway commands.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -160,14 +164,28 @@ func (s *session) run() {
 		s.conn.Close()
 		return
 	}
-	writerDone := make(chan struct{})
+	s.readLoop()
+	// Every hand-off to the writer happens before readLoop returns (pub/sub
+	// pushes stop before it does), so writerOn is final here.
+	if s.writerOn.Load() {
+		<-s.writerDone
+	}
+	s.conn.Close()
+}
+
+// startWriter starts the writer goroutine if it is not running yet. A
+// client that sends one command at a time is answered by the reader and
+// never needs one: the writer starts with the first hand-off, which saves
+// an idle request/response client a goroutine stack.
+func (s *session) startWriter() {
+	if s.writerOn.Load() || !s.writerOn.CompareAndSwap(false, true) {
+		return
+	}
+	s.writerDone = make(chan struct{})
 	go func() {
-		defer close(writerDone)
+		defer close(s.writerDone)
 		s.writeLoop()
 	}()
-	s.readLoop()
-	<-writerDone
-	s.conn.Close()
 }
 
 func (s *session) readLoop() {
@@ -298,6 +316,7 @@ func (s *session) waitBlocked(rd *resp.Reader, done <-chan struct{}) bool {
 // handed over and not yet written (backpressure on a client that sends
 // faster than its replies go out).
 func (s *session) hand(c *call) {
+	s.startWriter()
 	s.pending.waitRoom(&s.queued, int32(s.srv.cfg.MaxPipeline))
 	s.queued.Add(1)
 	s.pending.put(c)
