@@ -649,10 +649,13 @@ func TestNodeNeverAnswers(t *testing.T) {
 	}
 	stopAt := time.Now()
 	time.Sleep(stallFor)
+	// Read the clock before SIGCONT: the node resumes at once and may answer
+	// before this goroutine runs again, so a later reading could count
+	// replies given after the stall as given during it.
+	contAt := time.Now()
 	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	contAt := time.Now()
 	// Run until requests sent after SIGCONT, and after a full ReadTimeout
 	// past it (no connection of the stall left), have succeeded for a while.
 	time.Sleep(readTimeout + 1500*time.Millisecond)
