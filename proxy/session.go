@@ -65,7 +65,8 @@ func (c *call) reset() {
 // node without waiting for earlier ones), the writer waits for each call in
 // request order and writes its reply, flushing when no call is pending. So
 // a client pipeline is spread over all nodes concurrently and answered in
-// order.
+// order. A lone command is answered by the reader itself, and the writer
+// goroutine is started only when the reader first hands it a call.
 type session struct {
 	srv     *Server
 	conn    net.Conn
