@@ -19,12 +19,12 @@ import (
 // (at -P 16 GET, 43 bytes allocated per command and a garbage collection
 // every 100,000 commands).
 //
-// Commands are numbered in the order read (session.dispatched); the writer
-// publishes the number of the last one it answered (session.finished), or
-// the reader records it when it answered the command itself
-// (session.answered). While a transaction holds queued commands or the
-// client is subscribed, buffers are left to the garbage collector, as
-// their frames may be kept beyond their replies.
+// Commands are numbered in the order read (session.dispatched), and the
+// number of the last one answered is published in session.finished. While
+// a transaction holds queued commands or the client is subscribed, buffers
+// are left to the garbage collector, as their frames may be kept beyond
+// their replies. A buffer retired while its commands are in flight (a
+// pipeline, then silence) stays with the session until its next burst.
 type readBuffers struct {
 	s         *session
 	pool      *sync.Pool // *[]byte, shared by the server's sessions
@@ -68,7 +68,7 @@ func (b *readBuffers) Retire(buf []byte) {
 }
 
 // release gives the retired buffer to the pool if its commands are
-// answered, so an idle session holds one buffer only.
+// answered.
 func (b *readBuffers) release() {
 	if b.free() {
 		p := b.box
@@ -86,7 +86,7 @@ func (b *readBuffers) free() bool {
 	if b.retired == nil || b.s.tx != nil || b.s.subs != nil {
 		return false
 	}
-	return max(b.s.finished.Load(), b.s.answered) >= b.retiredAt
+	return b.s.finished.Load() >= b.retiredAt
 }
 
 // idleConn is a client connection as the command Reader reads it: a TCP

@@ -83,8 +83,9 @@ type session struct {
 	// is zero the writer does not touch bw, so the reader may answer a call
 	// itself (see readLoop).
 	queued atomic.Int32
-	// finished is the number (call.seq) of the last command the writer
-	// answered; it is published before queued falls to zero.
+	// finished is the number (call.seq) of the last command answered: by
+	// the writer, which publishes it before queued falls to zero, or by the
+	// reader when it answered the command itself.
 	finished atomic.Int64
 	// writerOn is set when the writer goroutine is started (startWriter);
 	// writerDone, made by whoever started it, is closed when it ends.
@@ -109,11 +110,9 @@ type session struct {
 	lastSpec    *command.Spec
 	allowedSpec *command.Spec
 	allowedUser *aclUser
-	// dispatched counts the commands read; answered is the number of the
-	// last one the reader answered itself. With finished, the last one the
-	// writer answered, they tell when a read buffer is free (readBuffers).
+	// dispatched counts the commands read; with finished it tells when a
+	// read buffer is free (readBuffers).
 	dispatched int64
-	answered   int64
 	bufs       readBuffers
 
 	// writeClock is the last clock reading taken for a written reply, reused
@@ -212,9 +211,6 @@ func (s *session) readLoop() {
 			idleSet = false
 		}
 		fresh := rd.Buffered() == 0 // this command needs a read from the socket
-		if fresh {
-			s.bufs.release() // before a read that may wait long
-		}
 		cmd, err := rd.ReadCommand()
 		if err != nil {
 			if idleSet && isTimeout(err) && !s.stopped.Load() && s.queued.Load() > 0 {
@@ -267,7 +263,7 @@ func (s *session) readLoop() {
 			if !s.answer(c) {
 				return
 			}
-			s.answered = seq
+			s.finished.Store(seq) // the writer is idle: queued is zero
 			continue
 		}
 		quit := c.quit // c belongs to the writer once queued
