@@ -1,7 +1,7 @@
 package proxy
 
 import (
-	"bytes"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +34,44 @@ type subConn struct {
 	key  string
 	d    *router.Dedicated
 	drop int // confirmations of a silent resubscription still to drop
+	// waiting are the client's commands sent on this connection whose
+	// confirmations are still to come, oldest first.
+	waiting []*confirmation
+	// chans (shard channels on a shard connection) and pats are what the
+	// node has confirmed so far, as its confirmations come in: what an
+	// unsubscribe from everything will be answered for.
+	chans, pats map[string]bool
+}
+
+// confirmWait bounds how long a (P|S)(UN)SUBSCRIBE waits for the frames
+// that confirm it. Past it (a node that does not answer, a count that does
+// not match the node's), the replies behind it go on, and confirmations
+// that come later are forwarded as they arrive.
+const confirmWait = 10 * time.Second
+
+// confirmation gathers the frames a node sends to confirm one
+// (P|S)(UN)SUBSCRIBE (one per channel or pattern), so that they reach the
+// client as that command's reply, in request order: a PING, a refused
+// command or a shared connection's reply sent after it cannot overtake them.
+type confirmation struct {
+	p      *subs
+	sc     *subConn
+	want   int    // frames still expected; guarded by p.mu
+	frames []byte // guarded by p.mu until done is closed
+	done   chan struct{}
+	// all is an unsubscribe from every channel ("unsubscribe") or pattern
+	// ("punsubscribe"): the node answers once per one it held then, or once
+	// if none, so want is counted when its first frame comes.
+	all     string
+	counted bool
+	// next is the confirmation awaited on the next connection, for a
+	// SUNSUBSCRIBE from every shard channel (one per shard connection).
+	next *confirmation
+	// set is the session's set the command changed, and added the names
+	// it put there: if the node refuses the command, they are taken out
+	// again, so that the proxy's view stays the node's.
+	set   map[string]bool
+	added []string
 }
 
 // count is how many subscriptions the session holds.
@@ -86,18 +124,21 @@ func (s *session) pubsub(c *call, spec *command.Spec, args [][]byte) *call {
 			}
 		}
 		p.mu.Lock()
+		cf := &confirmation{want: len(names), set: set}
 		for _, n := range names {
 			if unsub {
 				delete(set, string(n))
-			} else {
+			} else if !set[string(n)] {
 				set[string(n)] = true
+				cf.added = append(cf.added, string(n))
 			}
 		}
 		if unsub && len(names) == 0 {
+			cf.all = spec.Name
 			clear(set)
 		}
 		p.mu.Unlock()
-		return s.subSend(c, sc, args)
+		return s.subSend(c, sc, args, cf)
 	default: // ssubscribe, sunsubscribe
 		slot := -1
 		for _, n := range names {
@@ -122,9 +163,20 @@ func (s *session) pubsub(c *call, spec *command.Spec, args [][]byte) *call {
 			if len(conns) == 0 {
 				return s.unsubscribedReply(c, spec.Name, nil)
 			}
-			for _, sc := range conns {
-				_ = sc.d.Send(resp.AppendCommand(nil, args...))
+			// Each connection confirms its own channels; the reply is
+			// theirs in turn.
+			var first *confirmation
+			var err error
+			for i := len(conns) - 1; i >= 0; i-- {
+				cf := &confirmation{all: spec.Name, next: first}
+				if err = s.sendAwaited(conns[i], args, cf); err == nil {
+					first = cf
+				}
 			}
+			if first == nil {
+				return c.fail(string(resp.ErrorText(errorReply(err))))
+			}
+			c.confirm = first
 			return s.noReply(c)
 		}
 		addr := s.srv.router.MasterOf(slot)
@@ -144,25 +196,152 @@ func (s *session) pubsub(c *call, spec *command.Spec, args [][]byte) *call {
 			}
 		}
 		p.mu.Lock()
+		cf := &confirmation{want: len(names), set: p.shard}
 		for _, n := range names {
 			if unsub {
 				delete(p.shard, string(n))
-			} else {
+			} else if !p.shard[string(n)] {
 				p.shard[string(n)] = true
+				cf.added = append(cf.added, string(n))
 			}
 		}
 		p.mu.Unlock()
-		return s.subSend(c, sc, args)
+		return s.subSend(c, sc, args, cf)
 	}
 }
 
-// subSend writes the command on the subscriber connection; the client's
-// replies arrive through it, so c itself answers nothing.
-func (s *session) subSend(c *call, sc *subConn, args [][]byte) *call {
-	if err := sc.d.Send(resp.AppendCommand(nil, args...)); err != nil {
+// subSend writes the command on the subscriber connection. Its reply is the
+// cf.want confirmations the node sends back on that connection: c waits for
+// them (see confirmation).
+func (s *session) subSend(c *call, sc *subConn, args [][]byte, cf *confirmation) *call {
+	if err := s.sendAwaited(sc, args, cf); err != nil {
 		return c.fail(string(resp.ErrorText(errorReply(err))))
 	}
+	c.confirm = cf
 	return s.noReply(c)
+}
+
+// sendAwaited writes the command on sc, cf awaiting its confirmations.
+func (s *session) sendAwaited(sc *subConn, args [][]byte, cf *confirmation) error {
+	cf.p, cf.sc, cf.done = s.subs, sc, make(chan struct{})
+	s.subs.mu.Lock()
+	sc.waiting = append(sc.waiting, cf) // before sending: the reader may see the reply at once
+	s.subs.mu.Unlock()
+	if err := sc.d.Send(resp.AppendCommand(nil, args...)); err != nil {
+		cf.abandon()
+		s.subs.mu.Lock()
+		cf.unadd()
+		s.subs.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// wait waits for the confirmation and those chained to it (at most
+// confirmWait in all) and appends the frames gathered to reply; once it
+// returns, later frames are forwarded as they come.
+func (cf *confirmation) wait(reply []byte) []byte {
+	t := time.NewTimer(confirmWait)
+	defer t.Stop()
+	for ; cf != nil; cf = cf.next {
+		select {
+		case <-cf.done:
+			reply = append(reply, cf.frames...)
+		case <-t.C:
+			for ; cf != nil; cf = cf.next {
+				reply = append(reply, cf.abandon()...)
+			}
+			return reply
+		}
+	}
+	return reply
+}
+
+// abandon stops waiting for cf and returns the frames it gathered.
+func (cf *confirmation) abandon() []byte {
+	cf.p.mu.Lock()
+	defer cf.p.mu.Unlock()
+	if i := slices.Index(cf.sc.waiting, cf); i >= 0 {
+		cf.sc.waiting = slices.Delete(cf.sc.waiting, i, i+1)
+		close(cf.done)
+	}
+	return cf.frames
+}
+
+// unadd takes the names the command added out of the session's set again:
+// the node did not take the command. p.mu is held.
+func (cf *confirmation) unadd() {
+	for _, n := range cf.added {
+		delete(cf.set, n)
+	}
+}
+
+// received accounts for a frame read from sc: a confirmation updates what
+// the node holds, then is dropped (a silent resubscription) or given to the
+// oldest command awaiting one; an error answers that command as a whole
+// (the node refused it: -MOVED during a migration, -NOPERM). It reports
+// whether frame is to be forwarded on its own (a message). p.mu is held.
+func (sc *subConn) received(frame []byte) bool {
+	var head *confirmation
+	if len(sc.waiting) > 0 {
+		head = sc.waiting[0]
+	}
+	failed := resp.IsError(frame)
+	var kind, name []byte
+	if !failed {
+		if kind, name = pubsubFrame(frame); !isConfirmation(kind) {
+			return true
+		}
+	}
+	held := 0 // what an unsubscribe from everything is answered for
+	if head != nil && head.all != "" && !head.counted {
+		held = len(sc.chans)
+		if head.all == "punsubscribe" {
+			held = len(sc.pats)
+		}
+	}
+	switch string(kind) {
+	case "subscribe", "ssubscribe":
+		sc.chans[string(name)] = true
+	case "unsubscribe", "sunsubscribe":
+		delete(sc.chans, string(name))
+	case "psubscribe":
+		sc.pats[string(name)] = true
+	case "punsubscribe":
+		delete(sc.pats, string(name))
+	}
+	if !failed && sc.drop > 0 && isSubscribe(kind) {
+		sc.drop--
+		return false
+	}
+	if head == nil {
+		return true
+	}
+	if head.all != "" && !head.counted {
+		// Its first frame: every command before it is answered, so what
+		// the node held until this frame is what it answers for.
+		head.counted = true
+		head.want = max(1, held)
+	}
+	head.frames = append(head.frames, frame...)
+	if failed {
+		head.unadd()
+	}
+	if head.want--; head.want <= 0 || failed {
+		sc.waiting[0] = nil
+		sc.waiting = sc.waiting[1:]
+		close(head.done)
+	}
+	return false
+}
+
+// release ends every confirmation awaited on sc with the frames it has:
+// the connection broke, so no more will come. p.mu is held.
+func (sc *subConn) release() {
+	for _, cf := range sc.waiting {
+		close(cf.done)
+	}
+	sc.waiting = nil
 }
 
 // noReply makes c a call that writes nothing.
@@ -195,7 +374,7 @@ func (p *subs) dial(key, addr string) (*subConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	sc := &subConn{key: key, d: d}
+	sc := &subConn{key: key, d: d, chans: map[string]bool{}, pats: map[string]bool{}}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -218,16 +397,16 @@ func (p *subs) read(sc *subConn) {
 		frame, err := sc.d.Receive()
 		if err != nil {
 			sc.d.Close()
+			p.mu.Lock()
+			sc.release()
+			p.mu.Unlock()
 			p.resubscribe(sc)
 			return
 		}
 		p.mu.Lock()
-		drop := sc.drop > 0 && isSubscribeConfirmation(frame)
-		if drop {
-			sc.drop--
-		}
+		forward := sc.received(frame)
 		p.mu.Unlock()
-		if drop {
+		if !forward {
 			continue
 		}
 		if !p.s.push(frame) {
@@ -236,13 +415,36 @@ func (p *subs) read(sc *subConn) {
 	}
 }
 
-func isSubscribeConfirmation(frame []byte) bool {
-	els, _, err := resp.Elements(frame, nil)
-	if err != nil || len(els) != 3 {
-		return false
+// isSubscribe reports whether kind is a subscription's confirmation.
+func isSubscribe(kind []byte) bool {
+	switch string(kind) {
+	case "subscribe", "psubscribe", "ssubscribe":
+		return true
 	}
-	kind, _ := resp.BulkValue(els[0])
-	return bytes.Equal(kind, []byte("subscribe")) || bytes.Equal(kind, []byte("psubscribe")) || bytes.Equal(kind, []byte("ssubscribe"))
+	return false
+}
+
+// isConfirmation reports whether kind is a confirmation of a
+// (P|S)(UN)SUBSCRIBE, as opposed to a message.
+func isConfirmation(kind []byte) bool {
+	switch string(kind) {
+	case "subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe":
+		return true
+	}
+	return false
+}
+
+// pubsubFrame returns the kind and the channel (or pattern) of a
+// three-element pub/sub frame, or nils.
+func pubsubFrame(frame []byte) (kind, name []byte) {
+	var buf [4][]byte
+	els, _, err := resp.Elements(frame, buf[:0])
+	if err != nil || len(els) != 3 {
+		return nil, nil
+	}
+	kind, _ = resp.BulkValue(els[0])
+	name, _ = resp.BulkValue(els[1])
+	return kind, name
 }
 
 // resubscribe replaces a broken subscriber connection, retrying within the

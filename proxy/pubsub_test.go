@@ -3,10 +3,12 @@ package proxy_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/clusterproxy/clusterproxy/internal/resp"
 	"github.com/clusterproxy/clusterproxy/internal/testcluster"
 	"github.com/clusterproxy/clusterproxy/proxy"
 	"github.com/clusterproxy/clusterproxy/router"
@@ -139,5 +141,152 @@ func pubSubSurvivesNodeLoss(t *testing.T, proto int) {
 		if time.Now().After(deadline) {
 			t.Fatal("subscription not restored after the node was lost")
 		}
+	}
+}
+
+// TestPubSubReplyOrder pipelines pub/sub commands with commands the proxy
+// answers itself (PING, a refused GET) and one a shared node connection
+// answers (GET in RESP3): every reply comes in request order, the
+// confirmations from the subscriber connections included, as Redis writes
+// them.
+func TestPubSubReplyOrder(t *testing.T) {
+	p := startProxy(t, shared, proxy.Config{}, router.Options{})
+	for _, proto := range []int{2, 3} {
+		for round := range 3 {
+			t.Run(fmt.Sprintf("resp%d/%d", proto, round), func(t *testing.T) {
+				conn, err := net.Dial("tcp", p.Addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+				rd := resp.NewReplyReader(conn, resp.Limits{})
+				if proto == 3 {
+					if _, err := conn.Write(resp.AppendCommandStrings(nil, "HELLO", "3")); err != nil {
+						t.Fatal(err)
+					}
+					if _, err := rd.ReadReply(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				pre := fmt.Sprintf("po%d%d:", proto, round)
+				// Two shard channels on different masters: two shard
+				// connections.
+				var shardCh []string
+				for i := 0; len(shardCh) < 2; i++ {
+					ch := fmt.Sprintf("%sshard%d", pre, i)
+					if len(shardCh) == 0 || p.Router.MasterOf(router.Slot([]byte(ch))) != p.Router.MasterOf(router.Slot([]byte(shardCh[0]))) {
+						shardCh = append(shardCh, ch)
+					}
+				}
+				var out []byte
+				for _, cmd := range [][]string{
+					{"SUBSCRIBE", pre + "a", pre + "b"},
+					{"PSUBSCRIBE", pre + "p*"},
+					{"SSUBSCRIBE", shardCh[0]},
+					{"SSUBSCRIBE", shardCh[1]},
+					{"PING", "one"},
+					{"GET", pre + "k"},
+					{"UNSUBSCRIBE"},
+					{"PUNSUBSCRIBE", pre + "p*"},
+					{"SUNSUBSCRIBE"},
+					{"PING", "two"},
+				} {
+					out = resp.AppendCommandStrings(out, cmd...)
+				}
+				if _, err := conn.Write(out); err != nil {
+					t.Fatal(err)
+				}
+				get := "-ERR Can't execute 'get'" // refused while subscribed
+				if proto == 3 {
+					get = "_" // any command is allowed: the node's nil
+				}
+				want := []string{
+					"subscribe " + pre + "a", "subscribe " + pre + "b", "psubscribe " + pre + "p*",
+					"ssubscribe " + shardCh[0], "ssubscribe " + shardCh[1], "pong one", get,
+					"unsubscribe " + pre, "unsubscribe " + pre, "punsubscribe " + pre + "p*",
+					"sunsubscribe " + pre + "shard", "sunsubscribe " + pre + "shard",
+					"two", // no longer subscribed: a plain PING reply
+				}
+				if proto == 3 {
+					want[5] = "one" // PING answers as it does unsubscribed
+				}
+				for i, w := range want {
+					frame, err := rd.ReadReply()
+					if err != nil {
+						t.Fatalf("reply %d: %v", i, err)
+					}
+					if got := describeFrame(frame); !strings.HasPrefix(got, w) {
+						t.Fatalf("reply %d: got %q, want %q first", i, got, w)
+					}
+				}
+			})
+		}
+	}
+}
+
+// describeFrame renders a reply for TestPubSubReplyOrder: an aggregate's
+// first two elements, or the frame itself.
+func describeFrame(frame []byte) string {
+	els, _, err := resp.Elements(frame, nil)
+	if err != nil || len(els) < 2 {
+		if v, ok := resp.BulkValue(frame); ok {
+			return string(v)
+		}
+		return strings.TrimSpace(string(frame))
+	}
+	kind, _ := resp.BulkValue(els[0])
+	name, _ := resp.BulkValue(els[1])
+	return strings.TrimSpace(string(kind) + " " + string(name))
+}
+
+// TestPubSubRefusedInOrder: when a node refuses a SUBSCRIBE (an ACL user
+// without that channel), its error is the command's reply, in request order,
+// without holding up the replies behind it, and the client is not counted
+// as subscribed to the refused channels.
+func TestPubSubRefusedInOrder(t *testing.T) {
+	ctx := context.Background()
+	for _, addr := range shared.Addrs() {
+		n := redis.NewClient(&redis.Options{Addr: addr, Password: shared.Password()})
+		if err := n.Do(ctx, "ACL", "SETUSER", "po-user", "on", ">po-pass", "~*", "resetchannels", "&po:ok*", "+@all").Err(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			n.Do(context.Background(), "ACL", "DELUSER", "po-user")
+			n.Close()
+		})
+	}
+	p := startProxy(t, shared, proxy.Config{}, router.Options{Username: "po-user", Password: "po-pass"})
+	conn, err := net.Dial("tcp", p.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	var out []byte
+	out = resp.AppendCommandStrings(out, "SUBSCRIBE", "po:ok1")
+	out = resp.AppendCommandStrings(out, "SUBSCRIBE", "po:deny", "po:ok2")
+	out = resp.AppendCommandStrings(out, "PING")
+	out = resp.AppendCommandStrings(out, "SUBSCRIBE", "po:ok3")
+	// The refused channels are not held: unsubscribing from everything is
+	// confirmed twice, then the client is no longer subscribed.
+	out = resp.AppendCommandStrings(out, "UNSUBSCRIBE")
+	out = resp.AppendCommandStrings(out, "PING")
+	start := time.Now()
+	if _, err := conn.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	rd := resp.NewReplyReader(conn, resp.Limits{})
+	for i, w := range []string{"subscribe po:ok1", "-NOPERM", "pong", "subscribe po:ok3", "unsubscribe po:ok", "unsubscribe po:ok", "+PONG"} {
+		frame, err := rd.ReadReply()
+		if err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		if got := describeFrame(frame); !strings.HasPrefix(got, w) {
+			t.Fatalf("reply %d: got %q, want %q first", i, got, w)
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("replies took %v: the refusal held them up", d)
 	}
 }

@@ -32,6 +32,9 @@ type call struct {
 	wait *waitCall
 	// gw is a gateway command running on its own goroutine.
 	gw *gwCall
+	// confirm is a (P|S)(UN)SUBSCRIBE's reply, gathered from its
+	// subscriber connection.
+	confirm *confirmation
 	// name and start feed the command metrics; name is empty for frames
 	// that answer no command (pub/sub messages).
 	name  string
@@ -52,7 +55,7 @@ func newCall() *call { return &call{req: router.NewRequest()} }
 
 func (c *call) reset() {
 	c.req.Reset()
-	c.routed, c.quit, c.fan, c.block, c.blockDone, c.evalsha, c.name, c.wait, c.gw, c.raw = false, false, nil, false, nil, nil, "", nil, nil, nil
+	c.routed, c.quit, c.fan, c.block, c.blockDone, c.evalsha, c.name, c.wait, c.gw, c.raw, c.confirm = false, false, nil, false, nil, nil, "", nil, nil, nil, nil
 	c.sync, c.syncErr, c.seq = c.sync[:0], nil, 0
 	if cap(c.reply) > 4096 {
 		c.reply = nil // do not pin large local replies in the pool
@@ -384,6 +387,10 @@ func (s *session) finish(c *call) {
 	if c.gw != nil {
 		<-c.gw.done
 		c.reply = c.gw.reply
+		return
+	}
+	if c.confirm != nil {
+		c.reply = c.confirm.wait(c.reply)
 		return
 	}
 	if c.routed {
