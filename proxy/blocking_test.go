@@ -239,3 +239,52 @@ func TestIdleTimeoutWaitingClient(t *testing.T) {
 	// Nothing in flight now: closed after the idle timeout.
 	expectClosed(t, c.Conn, c.br, 3*time.Second)
 }
+
+// TestPipelineRepliesBeforeLongWait: the replies of a pipeline's commands
+// before a blocking command, or a WAIT, go out at once, as Redis sends
+// them; they do not wait until the blocking command returns.
+func TestPipelineRepliesBeforeLongWait(t *testing.T) {
+	p := startProxy(t, shared, proxy.Config{}, router.Options{})
+	for _, tc := range []struct {
+		name string
+		wait []string
+		want string // the long command's reply
+	}{
+		{"blpop", []string{"BLPOP", "plw:list", "2"}, "*-1"},
+		{"wait", []string{"WAIT", "2", "2000"}, ":1"}, // each master has one replica: the timeout runs out
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", p.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+			var out []byte
+			out = resp.AppendCommandStrings(out, "SET", "plw:"+tc.name, "v")
+			out = resp.AppendCommandStrings(out, "GET", "plw:"+tc.name)
+			out = resp.AppendCommandStrings(out, tc.wait...)
+			start := time.Now()
+			if _, err := conn.Write(out); err != nil {
+				t.Fatal(err)
+			}
+			rd := resp.NewReplyReader(conn, resp.Limits{})
+			for i, want := range []string{"+OK", "$1\r\nv", tc.want} {
+				frame, err := rd.ReadReply()
+				if err != nil {
+					t.Fatalf("reply %d: %v", i, err)
+				}
+				if got := strings.TrimSpace(string(frame)); got != want {
+					t.Fatalf("reply %d: %q, want %q", i, got, want)
+				}
+				d := time.Since(start)
+				if i < 2 && d > time.Second {
+					t.Fatalf("reply %d came after %v: held behind %s", i, d, tc.wait[0])
+				}
+				if i == 2 && d < 1900*time.Millisecond {
+					t.Fatalf("%s returned after %v, before its timeout", tc.wait[0], d)
+				}
+			}
+		})
+	}
+}

@@ -406,9 +406,22 @@ func (s *session) finish(c *call) {
 	}
 }
 
+// mayWaitLong reports whether c's reply may take long beyond a node's
+// answer: a blocking command, WAIT, a gateway command (CACHE.GET WAIT), or
+// pub/sub confirmations.
+func (c *call) mayWaitLong() bool {
+	return c.block || c.wait != nil || c.gw != nil || c.confirm != nil
+}
+
 // write finishes c, writes its reply, flushes if asked, and recycles c. It
 // reports whether the write succeeded.
 func (s *session) write(c *call, flush bool) bool {
+	if s.bw != nil && s.bw.Buffered() > 0 && c.mayWaitLong() {
+		// The replies written before c go out before waiting for it, as
+		// Redis sends a pipeline's replies up to a blocking command. An
+		// error stays with bw, and the write below reports it.
+		_ = s.bw.Flush()
+	}
 	s.finish(c)
 	var err error
 	var out []byte
