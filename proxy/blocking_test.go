@@ -240,6 +240,52 @@ func TestIdleTimeoutWaitingClient(t *testing.T) {
 	expectClosed(t, c.Conn, c.br, 3*time.Second)
 }
 
+// TestIdleTimeoutSubscriber: like Redis's timeout, the idle timeout spares
+// a subscribed client waiting for messages; once it unsubscribes, it is
+// idle again.
+func TestIdleTimeoutSubscriber(t *testing.T) {
+	p := startProxy(t, shared, proxy.Config{IdleTimeout: 300 * time.Millisecond}, router.Options{})
+	ctx := context.Background()
+	pub := p.client(t, 2)
+	for _, proto := range []string{"2", "3"} {
+		c := dialRaw(t, p.Addr)
+		if proto == "3" {
+			c.do(t, "HELLO", "3")
+			for range 14 { // the rest of HELLO's map: 7 pairs
+				c.reply(t)
+			}
+		}
+		ch := "idlesub:" + proto
+		if got := c.do(t, "SUBSCRIBE", ch); got != "*3\r\n" && got != ">3\r\n" {
+			t.Fatalf("SUBSCRIBE: %q", got)
+		}
+		c.reply(t)
+		c.reply(t)
+		c.reply(t)
+		time.Sleep(time.Second) // three idle timeouts
+		// PUBLISH counts the receiving node's subscribers only: delivery
+		// is what counts.
+		if err := pub.Publish(ctx, ch, "still here").Err(); err != nil {
+			t.Fatalf("PUBLISH after the idle time: %v", err)
+		}
+		var got []string
+		for range 4 { // header, kind, channel, payload
+			got = append(got, strings.TrimSpace(c.reply(t)))
+		}
+		if msg := strings.Join(got, " "); !strings.Contains(msg, "message") || !strings.HasSuffix(msg, "still here") {
+			t.Fatalf("subscriber after the idle time: %q", msg)
+		}
+		if got := c.do(t, "UNSUBSCRIBE"); got != "*3\r\n" && got != ">3\r\n" {
+			t.Fatalf("UNSUBSCRIBE: %q", got)
+		}
+		c.reply(t)
+		c.reply(t)
+		c.reply(t)
+		// No subscription now: closed after the idle timeout.
+		expectClosed(t, c.Conn, c.br, 3*time.Second)
+	}
+}
+
 // TestPipelineRepliesBeforeLongWait: the replies of a pipeline's commands
 // before a blocking command, or a WAIT, go out at once, as Redis sends
 // them; they do not wait until the blocking command returns.

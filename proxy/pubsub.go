@@ -74,6 +74,12 @@ type confirmation struct {
 	added []string
 }
 
+// subscribed reports whether the client holds a subscription. Only the
+// reader calls it.
+func (s *session) subscribed() bool {
+	return s.subs != nil && s.subs.count() > 0
+}
+
 // count is how many subscriptions the session holds.
 func (p *subs) count() int {
 	p.mu.Lock()

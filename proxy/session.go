@@ -216,10 +216,11 @@ func (s *session) readLoop() {
 		fresh := rd.Buffered() == 0 // this command needs a read from the socket
 		cmd, err := rd.ReadCommand()
 		if err != nil {
-			if idleSet && isTimeout(err) && !s.stopped.Load() && s.queued.Load() > 0 {
+			if idleSet && isTimeout(err) && !s.stopped.Load() && (s.queued.Load() > 0 || s.subscribed()) {
 				// Idle, but waiting for replies (a long CACHE.GET WAIT, a
-				// slow script): like Redis's timeout for blocked clients,
-				// that is not idleness. The reader resumes where it was.
+				// slow script) or for messages: like Redis's timeout, which
+				// spares blocked and pub/sub clients, that is not
+				// idleness. The reader resumes where it was.
 				continue
 			}
 			if resp.IsProtocolError(err) {
