@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -14,10 +16,17 @@ import (
 // subs is a session's pub/sub state. Classic subscriptions (SUBSCRIBE,
 // PSUBSCRIBE) live on one connection to a master: PUBLISH reaches every node
 // of a cluster. Shard channels (SSUBSCRIBE) live on a connection to the
-// master of the channel's slot. Every frame a subscriber connection reads is
-// forwarded to the client through the session's ordered queue.
+// master of the channel's slot. The messages a subscriber connection reads
+// are forwarded to the client through the session's ordered queue; its
+// confirmations answer the commands that asked for them (confirmation).
 type subs struct {
 	s *session
+
+	// view is what the nodes have confirmed, as the client has been told
+	// so far: the writer keeps it, in request order, to give each
+	// confirmation the client's subscription count (see
+	// confirmation.wait). Only the writer touches it.
+	view subView
 
 	mu       sync.Mutex // guards everything below
 	conns    map[string]*subConn
@@ -28,11 +37,17 @@ type subs struct {
 	wg       sync.WaitGroup
 }
 
+// subView is a client's subscriptions as confirmed to it.
+type subView struct {
+	chans, pats, shard map[string]bool
+}
+
 // subConn is one subscriber connection; key is "" for the classic one, the
 // node address for shard channels.
 type subConn struct {
 	key  string
 	d    *router.Dedicated
+	log  *slog.Logger
 	drop int // confirmations of a silent resubscription still to drop
 	// waiting are the client's commands sent on this connection whose
 	// confirmations are still to come, oldest first.
@@ -45,23 +60,32 @@ type subConn struct {
 
 // confirmWait bounds how long a (P|S)(UN)SUBSCRIBE waits for the frames
 // that confirm it. Past it (a node that does not answer, a count that does
-// not match the node's), the replies behind it go on, and confirmations
-// that come later are forwarded as they arrive.
+// not match the node's), it is answered with the frames that came, the
+// replies behind it go on, and confirmations that come later are dropped.
 const confirmWait = 10 * time.Second
 
 // confirmation gathers the frames a node sends to confirm one
 // (P|S)(UN)SUBSCRIBE (one per channel or pattern), so that they reach the
 // client as that command's reply, in request order: a PING, a refused
-// command or a shared connection's reply sent after it cannot overtake them.
+// command or a shared connection's reply sent after it cannot overtake
+// them.
 type confirmation struct {
-	p      *subs
-	sc     *subConn
-	want   int    // frames still expected; guarded by p.mu
-	frames []byte // guarded by p.mu until done is closed
+	p    *subs
+	sc   *subConn
+	want int // frames still expected; guarded by p.mu
+	// frames are the node's answer: its confirmations, or the error that
+	// refused the command (guarded by p.mu until done is closed).
+	frames [][]byte
 	done   chan struct{}
-	// all is an unsubscribe from every channel ("unsubscribe") or pattern
-	// ("punsubscribe"): the node answers once per one it held then, or once
-	// if none, so want is counted when its first frame comes.
+	proto  int // the client's protocol when it sent the command
+	// kind and names are the command, to answer for what the node did
+	// not confirm (a broken connection, confirmWait).
+	kind  string
+	names [][]byte
+	// all is an unsubscribe from every channel ("unsubscribe"), pattern
+	// ("punsubscribe") or shard channel ("sunsubscribe"): the node answers
+	// once per one it held then, or once if none, so want is counted when
+	// its first frame comes.
 	all     string
 	counted bool
 	// next is the confirmation awaited on the next connection, for a
@@ -69,7 +93,7 @@ type confirmation struct {
 	next *confirmation
 	// set is the session's set the command changed, and added the names
 	// it put there: if the node refuses the command, they are taken out
-	// again, so that the proxy's view stays the node's.
+	// again, so that the set stays what the node holds.
 	set   map[string]bool
 	added []string
 }
@@ -96,8 +120,10 @@ func pubsubAllowed(name string) bool {
 	return false
 }
 
-// pubsub handles the (P|S)(UN)SUBSCRIBE commands. Their replies come from
-// the node, as push frames forwarded by the subscriber connection.
+// pubsub handles the (P|S)(UN)SUBSCRIBE commands. They go to a subscriber
+// connection, and the call waits for the node's confirmations (see
+// confirmation); one that no connection has to answer (an unsubscribe from
+// what is not held) is answered at once.
 func (s *session) pubsub(c *call, spec *command.Spec, args [][]byte) *call {
 	if s.subs == nil {
 		s.subs = &subs{s: s, conns: map[string]*subConn{}, channels: map[string]bool{},
@@ -117,7 +143,11 @@ func (s *session) pubsub(c *call, spec *command.Spec, args [][]byte) *call {
 		p.mu.Unlock()
 		if unsub && sc == nil {
 			// Not subscribed anywhere: answer as Redis does.
-			return s.unsubscribedReply(c, spec.Name, names)
+			p.mu.Lock()
+			c.reply = c.reply[:0]
+			p.apply(&c.reply, spec.Name, set, names, s.proto)
+			p.mu.Unlock()
+			return c
 		}
 		if sc == nil {
 			masters := s.srv.router.Masters()
@@ -131,17 +161,9 @@ func (s *session) pubsub(c *call, spec *command.Spec, args [][]byte) *call {
 		}
 		p.mu.Lock()
 		cf := &confirmation{want: len(names), set: set}
-		for _, n := range names {
-			if unsub {
-				delete(set, string(n))
-			} else if !set[string(n)] {
-				set[string(n)] = true
-				cf.added = append(cf.added, string(n))
-			}
-		}
+		cf.added = p.apply(nil, spec.Name, set, names, s.proto)
 		if unsub && len(names) == 0 {
 			cf.all = spec.Name
-			clear(set)
 		}
 		p.mu.Unlock()
 		return s.subSend(c, sc, args, cf)
@@ -156,9 +178,11 @@ func (s *session) pubsub(c *call, spec *command.Spec, args [][]byte) *call {
 		}
 		unsub := spec.Name == "sunsubscribe"
 		if unsub && len(names) == 0 {
-			// From every shard channel, on every connection holding one.
+			// From every shard channel, on every connection holding one:
+			// the reply is given once they all have answered.
 			p.mu.Lock()
-			clear(p.shard)
+			var reply []byte // the answer if no connection holds one
+			p.apply(&reply, spec.Name, p.shard, nil, s.proto)
 			var conns []*subConn
 			for k, sc := range p.conns {
 				if k != "" {
@@ -167,10 +191,9 @@ func (s *session) pubsub(c *call, spec *command.Spec, args [][]byte) *call {
 			}
 			p.mu.Unlock()
 			if len(conns) == 0 {
-				return s.unsubscribedReply(c, spec.Name, nil)
+				c.reply = append(c.reply[:0], reply...)
+				return c
 			}
-			// Each connection confirms its own channels; the reply is
-			// theirs in turn.
 			var first *confirmation
 			var err error
 			for i := len(conns) - 1; i >= 0; i-- {
@@ -194,7 +217,11 @@ func (s *session) pubsub(c *call, spec *command.Spec, args [][]byte) *call {
 		p.mu.Unlock()
 		if sc == nil {
 			if unsub {
-				return s.unsubscribedReply(c, spec.Name, names)
+				p.mu.Lock()
+				c.reply = c.reply[:0]
+				p.apply(&c.reply, spec.Name, p.shard, names, s.proto)
+				p.mu.Unlock()
+				return c
 			}
 			var err error
 			if sc, err = p.dial(addr, addr); err != nil {
@@ -203,14 +230,7 @@ func (s *session) pubsub(c *call, spec *command.Spec, args [][]byte) *call {
 		}
 		p.mu.Lock()
 		cf := &confirmation{want: len(names), set: p.shard}
-		for _, n := range names {
-			if unsub {
-				delete(p.shard, string(n))
-			} else if !p.shard[string(n)] {
-				p.shard[string(n)] = true
-				cf.added = append(cf.added, string(n))
-			}
-		}
+		cf.added = p.apply(nil, spec.Name, p.shard, names, s.proto)
 		p.mu.Unlock()
 		return s.subSend(c, sc, args, cf)
 	}
@@ -229,7 +249,11 @@ func (s *session) subSend(c *call, sc *subConn, args [][]byte, cf *confirmation)
 
 // sendAwaited writes the command on sc, cf awaiting its confirmations.
 func (s *session) sendAwaited(sc *subConn, args [][]byte, cf *confirmation) error {
-	cf.p, cf.sc, cf.done = s.subs, sc, make(chan struct{})
+	cf.p, cf.sc, cf.done, cf.proto = s.subs, sc, make(chan struct{}), s.proto
+	cf.kind = strings.ToLower(string(args[0]))
+	for _, n := range args[1:] {
+		cf.names = append(cf.names, append([]byte(nil), n...))
+	}
 	s.subs.mu.Lock()
 	sc.waiting = append(sc.waiting, cf) // before sending: the reader may see the reply at once
 	s.subs.mu.Unlock()
@@ -244,34 +268,96 @@ func (s *session) sendAwaited(sc *subConn, args [][]byte, cf *confirmation) erro
 }
 
 // wait waits for the confirmation and those chained to it (at most
-// confirmWait in all) and appends the frames gathered to reply; once it
-// returns, later frames are forwarded as they come.
+// confirmWait in all) and appends the command's reply to reply: the node's
+// refusal, or its confirmations, each with the client's subscription count
+// (channels and patterns, or shard channels) after it, as Redis counts.
+// A node counts only what its own connection holds: the shard channels of
+// a client are spread over several. Only the writer calls wait.
 func (cf *confirmation) wait(reply []byte) []byte {
 	t := time.NewTimer(confirmWait)
 	defer t.Stop()
+	var frames [][]byte
+	first, late := cf, false
 	for ; cf != nil; cf = cf.next {
-		select {
-		case <-cf.done:
-			reply = append(reply, cf.frames...)
-		case <-t.C:
-			for ; cf != nil; cf = cf.next {
-				reply = append(reply, cf.abandon()...)
+		if !late {
+			select {
+			case <-cf.done:
+			case <-t.C:
+				late = true
 			}
-			return reply
 		}
+		if late {
+			cf.abandon()
+		}
+		for _, f := range cf.frames {
+			if resp.IsError(f) {
+				return append(reply, f...)
+			}
+		}
+		frames = append(frames, cf.frames...)
+	}
+	p, proto := first.p, first.proto
+	if first.all == "" && len(frames) < len(first.names) {
+		// The node did not confirm them all (its connection broke, or it
+		// did not answer in time): the client is answered for every name
+		// as if it had, which is what the proxy holds and subscribes again.
+		for _, n := range first.names[len(frames):] {
+			frames = append(frames, appendConfirmation(nil, first.kind, n, false, 0, proto))
+		}
+	}
+	if first.all != "" && len(frames) == 0 {
+		frames = append(frames, appendConfirmation(nil, first.all, nil, true, 0, proto))
+	}
+	if first.all != "" && len(frames) > 1 {
+		// Several connections answered an unsubscribe from everything:
+		// the names they dropped, or one null name if none dropped any.
+		named := slices.DeleteFunc(slices.Clone(frames), func(f []byte) bool {
+			_, name := pubsubFrame(f)
+			return name == nil
+		})
+		if len(named) > 0 {
+			frames = named
+		} else {
+			frames = frames[:1]
+		}
+	}
+	v := &p.view
+	if v.chans == nil {
+		v.chans, v.pats, v.shard = map[string]bool{}, map[string]bool{}, map[string]bool{}
+	}
+	for _, f := range frames {
+		kind, name := pubsubFrame(f)
+		switch string(kind) {
+		case "subscribe":
+			v.chans[string(name)] = true
+		case "unsubscribe":
+			delete(v.chans, string(name))
+		case "psubscribe":
+			v.pats[string(name)] = true
+		case "punsubscribe":
+			delete(v.pats, string(name))
+		case "ssubscribe":
+			v.shard[string(name)] = true
+		case "sunsubscribe":
+			delete(v.shard, string(name))
+		}
+		n := len(v.chans) + len(v.pats)
+		if string(kind) == "ssubscribe" || string(kind) == "sunsubscribe" {
+			n = len(v.shard)
+		}
+		reply = appendConfirmation(reply, string(kind), name, name == nil, n, proto)
 	}
 	return reply
 }
 
-// abandon stops waiting for cf and returns the frames it gathered.
-func (cf *confirmation) abandon() []byte {
+// abandon stops waiting for cf.
+func (cf *confirmation) abandon() {
 	cf.p.mu.Lock()
 	defer cf.p.mu.Unlock()
 	if i := slices.Index(cf.sc.waiting, cf); i >= 0 {
 		cf.sc.waiting = slices.Delete(cf.sc.waiting, i, i+1)
 		close(cf.done)
 	}
-	return cf.frames
 }
 
 // unadd takes the names the command added out of the session's set again:
@@ -283,10 +369,13 @@ func (cf *confirmation) unadd() {
 }
 
 // received accounts for a frame read from sc: a confirmation updates what
-// the node holds, then is dropped (a silent resubscription) or given to the
-// oldest command awaiting one; an error answers that command as a whole
-// (the node refused it: -MOVED during a migration, -NOPERM). It reports
-// whether frame is to be forwarded on its own (a message). p.mu is held.
+// the node holds and counts towards the oldest command awaiting one; an
+// error answers that command as a whole (the node refused it: -MOVED
+// during a migration, -NOPERM). Neither is forwarded: the command's reply
+// is built by the proxy (see confirmation), and one that comes with no
+// command awaiting it confirms a silent resubscription or a command given
+// up on. It reports whether frame is a message, to be forwarded. p.mu is
+// held.
 func (sc *subConn) received(frame []byte) bool {
 	var head *confirmation
 	if len(sc.waiting) > 0 {
@@ -321,7 +410,10 @@ func (sc *subConn) received(frame []byte) bool {
 		return false
 	}
 	if head == nil {
-		return true
+		if failed {
+			sc.log.Warn("a subscriber connection's node refused a resubscription", "node", sc.d.Addr(), "err", string(resp.ErrorText(frame)))
+		}
+		return false
 	}
 	if head.all != "" && !head.counted {
 		// Its first frame: every command before it is answered, so what
@@ -329,7 +421,7 @@ func (sc *subConn) received(frame []byte) bool {
 		head.counted = true
 		head.want = max(1, held)
 	}
-	head.frames = append(head.frames, frame...)
+	head.frames = append(head.frames, append([]byte(nil), frame...))
 	if failed {
 		head.unadd()
 	}
@@ -341,8 +433,9 @@ func (sc *subConn) received(frame []byte) bool {
 	return false
 }
 
-// release ends every confirmation awaited on sc with the frames it has:
-// the connection broke, so no more will come. p.mu is held.
+// release ends every confirmation awaited on sc: the connection broke, so
+// no more will come, and what the session holds is subscribed again on a
+// new one (resubscribe). p.mu is held.
 func (sc *subConn) release() {
 	for _, cf := range sc.waiting {
 		close(cf.done)
@@ -356,22 +449,62 @@ func (s *session) noReply(c *call) *call {
 	return c
 }
 
-// unsubscribedReply answers an unsubscribe from channels never subscribed.
-func (s *session) unsubscribedReply(c *call, kind string, names [][]byte) *call {
-	if len(names) == 0 {
-		names = [][]byte{nil}
+// countFor is the client's subscription count a confirmation of kind
+// reports: its channels and patterns, or its shard channels. p.mu is held.
+func (p *subs) countFor(kind string) int {
+	if kind == "ssubscribe" || kind == "sunsubscribe" {
+		return len(p.shard)
 	}
-	for _, n := range names {
-		c.reply = resp.AppendPushHeader(c.reply, 3, s.proto)
-		c.reply = resp.AppendBulkString(c.reply, kind)
-		if n == nil {
-			c.reply = resp.AppendNull(c.reply, s.proto)
-		} else {
-			c.reply = resp.AppendBulk(c.reply, n)
+	return len(p.channels) + len(p.patterns)
+}
+
+// appendConfirmation appends a confirmation frame: kind, the channel or
+// pattern (or a null one), and the subscription count.
+func appendConfirmation(reply []byte, kind string, name []byte, null bool, count, proto int) []byte {
+	reply = resp.AppendPushHeader(reply, 3, proto)
+	reply = resp.AppendBulkString(reply, kind)
+	if null {
+		reply = resp.AppendNull(reply, proto)
+	} else {
+		reply = resp.AppendBulk(reply, name)
+	}
+	return resp.AppendInt(reply, int64(count))
+}
+
+// apply changes set (the session's channels, patterns or shard channels)
+// as the command kind with names does, and returns the names it added. If
+// answer is not nil, it appends the frames Redis answers the command with:
+// one per name or, for an unsubscribe without names, one per name set held
+// (one with a null name when it held none), each with the client's
+// subscription count after it. p.mu is held.
+func (p *subs) apply(answer *[]byte, kind string, set map[string]bool, names [][]byte, proto int) []string {
+	frame := func(name []byte, null bool) {
+		if answer != nil {
+			*answer = appendConfirmation(*answer, kind, name, null, p.countFor(kind), proto)
 		}
-		c.reply = resp.AppendInt(c.reply, int64(s.subs.count()))
 	}
-	return c
+	unsub := strings.HasSuffix(kind, "unsubscribe")
+	if unsub && len(names) == 0 {
+		if len(set) == 0 {
+			frame(nil, true)
+		}
+		for _, n := range slices.Sorted(maps.Keys(set)) {
+			delete(set, n)
+			frame([]byte(n), false)
+		}
+		return nil
+	}
+	var added []string
+	for _, n := range names {
+		if unsub {
+			delete(set, string(n))
+		} else if !set[string(n)] {
+			set[string(n)] = true
+			added = append(added, string(n))
+		}
+		frame(n, false)
+	}
+	return added
 }
 
 // dial opens the subscriber connection key to addr and starts its reader.
@@ -380,7 +513,7 @@ func (p *subs) dial(key, addr string) (*subConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	sc := &subConn{key: key, d: d, chans: map[string]bool{}, pats: map[string]bool{}}
+	sc := &subConn{key: key, d: d, log: p.s.srv.log, chans: map[string]bool{}, pats: map[string]bool{}}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
