@@ -151,6 +151,20 @@ func TestSignals(t *testing.T) {
 	mark = logs.len()
 	sendGarbage()
 	logs.wait(t, mark, regexp.MustCompile(`level=DEBUG msg="client protocol error"`), 10*time.Second)
+	// The garbage connection counts towards max-clients until its session
+	// has ended, which may be just after the log line.
+	for wait := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		info, err := c.Info(ctx, "clients").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(info, "connected_clients:1\r\n") {
+			break
+		}
+		if time.Now().After(wait) {
+			t.Fatalf("the garbage connection still counts: %q", info)
+		}
+	}
 	c2 := newClient()
 	if err := c2.Ping(ctx).Err(); err != nil {
 		t.Fatalf("second client: %v", err)
