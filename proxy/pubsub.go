@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"bytes"
+	"cmp"
+	"errors"
 	"log/slog"
 	"maps"
 	"slices"
@@ -88,9 +91,11 @@ type confirmation struct {
 	// its first frame comes.
 	all     string
 	counted bool
-	// next is the confirmation awaited on the next connection, for a
-	// SUNSUBSCRIBE from every shard channel (one per shard connection).
-	next *confirmation
+	// next is the confirmation awaited on the next connection, when the
+	// command went to several (see subPart); silent ones are waited for
+	// but do not answer.
+	next   *confirmation
+	silent bool
 	// set is the session's set the command changed, and added the names
 	// it put there: if the node refuses the command, they are taken out
 	// again, so that the set stays what the node holds.
@@ -138,35 +143,70 @@ func (s *session) pubsub(c *call, spec *command.Spec, args [][]byte) *call {
 			set = p.patterns
 		}
 		unsub := strings.HasPrefix(spec.Name, "un") || strings.HasPrefix(spec.Name, "pun")
+		var plain, ks [][]byte
+		for _, n := range names {
+			if isKeyspace(n) {
+				ks = append(ks, n)
+			} else {
+				plain = append(plain, n)
+			}
+		}
+		ksc, err := p.keyspaceConns(!unsub && len(ks) > 0)
+		if errors.Is(err, errPartialCoverage) {
+			return c.fail("CLUSTERDOWN proxy: keyspace notifications need a master for every slot, and a slot has none now")
+		} else if err != nil {
+			return c.fail(string(resp.ErrorText(errorReply(err))))
+		}
 		p.mu.Lock()
 		sc := p.conns[""]
 		p.mu.Unlock()
-		if unsub && sc == nil {
+		if sc == nil && !unsub && len(plain) > 0 {
+			masters := s.srv.router.Masters()
+			if len(masters) == 0 {
+				return c.fail("CLUSTERDOWN proxy: cluster topology not loaded yet")
+			}
+			if sc, err = p.dial("", masters[int(s.id)%len(masters)]); err != nil {
+				return c.fail(string(resp.ErrorText(errorReply(err))))
+			}
+		}
+		// Where the command goes: plain names to the classic connection,
+		// keyspace names to every master's (answered by the first); a
+		// name unsubscribed from with no connection of its kind goes to
+		// another, as any node answers for what it does not hold.
+		var parts []subPart
+		if unsub && len(names) == 0 {
+			if sc != nil {
+				parts = append(parts, subPart{sc: sc})
+			}
+			for i, k := range ksc {
+				parts = append(parts, subPart{sc: k, silent: i > 0})
+			}
+		} else {
+			if len(plain) > 0 {
+				if to := cmp.Or(sc, first(ksc)); to != nil {
+					parts = append(parts, subPart{sc: to, names: plain})
+				}
+			}
+			if len(ks) > 0 && len(ksc) == 0 && sc != nil {
+				parts = append(parts, subPart{sc: sc, names: ks})
+			}
+			for i, k := range ksc {
+				if len(ks) > 0 {
+					parts = append(parts, subPart{sc: k, names: ks, silent: i > 0})
+				}
+			}
+		}
+		p.mu.Lock()
+		if len(parts) == 0 {
 			// Not subscribed anywhere: answer as Redis does.
-			p.mu.Lock()
 			c.reply = c.reply[:0]
 			p.apply(&c.reply, spec.Name, set, names, s.proto)
 			p.mu.Unlock()
 			return c
 		}
-		if sc == nil {
-			masters := s.srv.router.Masters()
-			if len(masters) == 0 {
-				return c.fail("CLUSTERDOWN proxy: cluster topology not loaded yet")
-			}
-			var err error
-			if sc, err = p.dial("", masters[int(s.id)%len(masters)]); err != nil {
-				return c.fail(string(resp.ErrorText(errorReply(err))))
-			}
-		}
-		p.mu.Lock()
-		cf := &confirmation{want: len(names), set: set}
-		cf.added = p.apply(nil, spec.Name, set, names, s.proto)
-		if unsub && len(names) == 0 {
-			cf.all = spec.Name
-		}
+		added := p.apply(nil, spec.Name, set, names, s.proto)
 		p.mu.Unlock()
-		return s.subSend(c, sc, args, cf)
+		return s.sendParts(c, spec.Name, parts, set, added)
 	default: // ssubscribe, sunsubscribe
 		slot := -1
 		for _, n := range names {
@@ -185,7 +225,7 @@ func (s *session) pubsub(c *call, spec *command.Spec, args [][]byte) *call {
 			p.apply(&reply, spec.Name, p.shard, nil, s.proto)
 			var conns []*subConn
 			for k, sc := range p.conns {
-				if k != "" {
+				if isShardConn(k) {
 					conns = append(conns, sc)
 				}
 			}
@@ -234,6 +274,102 @@ func (s *session) pubsub(c *call, spec *command.Spec, args [][]byte) *call {
 		p.mu.Unlock()
 		return s.subSend(c, sc, args, cf)
 	}
+}
+
+// subPart is the part of a (P)(UN)SUBSCRIBE that goes to one subscriber
+// connection: names (none for an unsubscribe from everything), and whether
+// its confirmations are only waited for, the same ones coming from another
+// connection (keyspace notifications, subscribed on every master).
+type subPart struct {
+	sc     *subConn
+	names  [][]byte
+	silent bool
+}
+
+// sendParts sends each part of the command kind on its connection; the
+// call waits for all their confirmations, and its reply is theirs in turn.
+func (s *session) sendParts(c *call, kind string, parts []subPart, set map[string]bool, added []string) *call {
+	cfs := make([]*confirmation, len(parts))
+	for i, pt := range parts {
+		cfs[i] = &confirmation{want: len(pt.names), silent: pt.silent, set: set, added: added}
+		if len(pt.names) == 0 {
+			cfs[i].all = kind
+		}
+		if i > 0 {
+			cfs[i-1].next = cfs[i]
+		}
+	}
+	for i, pt := range parts {
+		args := append([][]byte{[]byte(kind)}, pt.names...)
+		if err := s.sendAwaited(pt.sc, args, cfs[i]); err != nil {
+			for _, cf := range cfs[:i] {
+				cf.abandon()
+			}
+			return c.fail(string(resp.ErrorText(errorReply(err))))
+		}
+	}
+	c.confirm = cfs[0]
+	return s.noReply(c)
+}
+
+// first returns the first connection of conns, or nil.
+func first(conns []*subConn) *subConn {
+	if len(conns) == 0 {
+		return nil
+	}
+	return conns[0]
+}
+
+// isKeyspace reports whether a channel or pattern is meant for Redis's
+// keyspace notifications (__keyspace@<db>__:<key>, __keyevent@<db>__:<event>,
+// or a pattern starting like them): each node publishes them only for its
+// own keys, so the proxy subscribes to them on every master.
+func isKeyspace(name []byte) bool {
+	return bytes.HasPrefix(name, []byte("__key"))
+}
+
+// keyspaceKey is the key in subs.conns of the keyspace connection to addr.
+func keyspaceKey(addr string) string { return "ks:" + addr }
+
+// isShardConn reports whether the connection key names a shard channels'
+// connection.
+func isShardConn(key string) bool { return key != "" && !strings.HasPrefix(key, "ks:") }
+
+// errPartialCoverage refuses a keyspace subscription while a slot has no
+// master (a failover in progress): its notifications could not be heard.
+var errPartialCoverage = errors.New("a slot has no master")
+
+// keyspaceConns returns the session's keyspace connections, ordered by
+// address. With dial, it first opens one to each master that has none.
+func (p *subs) keyspaceConns(dial bool) ([]*subConn, error) {
+	if dial {
+		masters := p.s.srv.router.MastersBySlot()
+		if len(masters) == 0 {
+			return nil, router.ErrNoTopology
+		}
+		if p.s.srv.router.SlotsCovered() < router.SlotCount {
+			return nil, errPartialCoverage
+		}
+		for _, m := range masters {
+			p.mu.Lock()
+			sc := p.conns[keyspaceKey(m)]
+			p.mu.Unlock()
+			if sc == nil {
+				if _, err := p.dial(keyspaceKey(m), m); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var conns []*subConn
+	for _, k := range slices.Sorted(maps.Keys(p.conns)) {
+		if strings.HasPrefix(k, "ks:") {
+			conns = append(conns, p.conns[k])
+		}
+	}
+	return conns, nil
 }
 
 // subSend writes the command on the subscriber connection. Its reply is the
@@ -294,31 +430,36 @@ func (cf *confirmation) wait(reply []byte) []byte {
 				return append(reply, f...)
 			}
 		}
+		if cf.silent {
+			continue
+		}
 		frames = append(frames, cf.frames...)
-	}
-	p, proto := first.p, first.proto
-	if first.all == "" && len(frames) < len(first.names) {
-		// The node did not confirm them all (its connection broke, or it
-		// did not answer in time): the client is answered for every name
-		// as if it had, which is what the proxy holds and subscribes again.
-		for _, n := range first.names[len(frames):] {
-			frames = append(frames, appendConfirmation(nil, first.kind, n, false, 0, proto))
+		if cf.all == "" && len(cf.frames) < len(cf.names) {
+			// The node did not confirm them all (its connection broke, or
+			// it did not answer in time): the client is answered for every
+			// name as if it had, which is what the proxy holds and
+			// subscribes again.
+			for _, n := range cf.names[len(cf.frames):] {
+				frames = append(frames, appendConfirmation(nil, cf.kind, n, false, 0, cf.proto))
+			}
 		}
 	}
-	if first.all != "" && len(frames) == 0 {
-		frames = append(frames, appendConfirmation(nil, first.all, nil, true, 0, proto))
-	}
-	if first.all != "" && len(frames) > 1 {
-		// Several connections answered an unsubscribe from everything:
-		// the names they dropped, or one null name if none dropped any.
+	p, proto := first.p, first.proto
+	if first.all != "" {
+		// An unsubscribe from everything, answered by one connection or
+		// several: the names they dropped, or one null name if none
+		// dropped any.
 		named := slices.DeleteFunc(slices.Clone(frames), func(f []byte) bool {
 			_, name := pubsubFrame(f)
 			return name == nil
 		})
-		if len(named) > 0 {
+		switch {
+		case len(named) > 0:
 			frames = named
-		} else {
+		case len(frames) > 0:
 			frames = frames[:1]
+		default:
+			frames = [][]byte{appendConfirmation(nil, first.all, nil, true, 0, proto)}
 		}
 	}
 	v := &p.view
@@ -520,6 +661,12 @@ func (p *subs) dial(key, addr string) (*subConn, error) {
 		d.Close()
 		return nil, router.ErrClosed
 	}
+	if cur := p.conns[key]; cur != nil {
+		// Opened meanwhile by the session or by a resubscription.
+		p.mu.Unlock()
+		d.Close()
+		return cur, nil
+	}
 	p.conns[key] = sc
 	p.wg.Add(1)
 	p.mu.Unlock()
@@ -597,18 +744,29 @@ func (p *subs) resubscribe(old *subConn) {
 			p.mu.Unlock()
 			return
 		}
-		delete(p.conns, old.key)
+		if p.conns[old.key] == old {
+			delete(p.conns, old.key)
+		}
+		if strings.HasPrefix(old.key, "ks:") {
+			chans, pats := keysWhere(p.channels, true), keysWhere(p.patterns, true)
+			p.mu.Unlock()
+			if len(chans)+len(pats) == 0 || p.resubscribeKeyspace(chans, pats) {
+				return
+			}
+			continue
+		}
 		var frames [][]byte
 		drop := 0
 		var addr string
 		if old.key == "" {
-			if len(p.channels) > 0 {
-				frames = append(frames, subFrame("SUBSCRIBE", p.channels))
-				drop += len(p.channels)
+			// Keyspace names live on the keyspace connections.
+			if chans := keysWhere(p.channels, false); len(chans) > 0 {
+				frames = append(frames, resp.AppendCommandStrings(nil, append([]string{"SUBSCRIBE"}, chans...)...))
+				drop += len(chans)
 			}
-			if len(p.patterns) > 0 {
-				frames = append(frames, subFrame("PSUBSCRIBE", p.patterns))
-				drop += len(p.patterns)
+			if pats := keysWhere(p.patterns, false); len(pats) > 0 {
+				frames = append(frames, resp.AppendCommandStrings(nil, append([]string{"PSUBSCRIBE"}, pats...)...))
+				drop += len(pats)
 			}
 			if masters := p.s.srv.router.Masters(); len(masters) > 0 {
 				addr = masters[int(p.s.id)%len(masters)]
@@ -665,7 +823,7 @@ func (p *subs) resubscribe(old *subConn) {
 			continue
 		}
 		p.mu.Lock()
-		sc.drop = drop
+		sc.drop += drop
 		p.mu.Unlock()
 		for _, f := range frames {
 			if sc.d.Send(f) != nil {
@@ -678,12 +836,50 @@ func (p *subs) resubscribe(old *subConn) {
 	p.s.conn.Close()
 }
 
-func subFrame(cmd string, set map[string]bool) []byte {
-	args := []string{cmd}
-	for k := range set {
-		args = append(args, k)
+// keysWhere returns the names of set that are keyspace names (or are not).
+func keysWhere(set map[string]bool, keyspace bool) []string {
+	var names []string
+	for n := range set {
+		if isKeyspace([]byte(n)) == keyspace {
+			names = append(names, n)
+		}
 	}
-	return resp.AppendCommandStrings(nil, args...)
+	return names
+}
+
+// resubscribeKeyspace subscribes the session's keyspace channels and
+// patterns, silently, on every master that has no keyspace connection (a
+// promoted replica after a failover). It reports whether every slot's
+// master has one now; while a slot has none (the failover is under way),
+// it reports false, to be called again.
+func (p *subs) resubscribeKeyspace(chans, pats []string) bool {
+	p.s.srv.router.Refresh("pubsub")
+	masters := p.s.srv.router.MastersBySlot()
+	if len(masters) == 0 || p.s.srv.router.SlotsCovered() < router.SlotCount {
+		return false
+	}
+	for _, m := range masters {
+		p.mu.Lock()
+		sc := p.conns[keyspaceKey(m)]
+		p.mu.Unlock()
+		if sc != nil {
+			continue
+		}
+		sc, err := p.dial(keyspaceKey(m), m)
+		if err != nil {
+			return false
+		}
+		p.mu.Lock()
+		sc.drop += len(chans) + len(pats)
+		p.mu.Unlock()
+		if len(chans) > 0 && sc.d.Send(resp.AppendCommandStrings(nil, append([]string{"SUBSCRIBE"}, chans...)...)) != nil {
+			return false
+		}
+		if len(pats) > 0 && sc.d.Send(resp.AppendCommandStrings(nil, append([]string{"PSUBSCRIBE"}, pats...)...)) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // close ends every subscriber connection and waits for their readers.

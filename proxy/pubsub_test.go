@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -125,22 +126,52 @@ func pubSubSurvivesNodeLoss(t *testing.T, proto int) {
 	if victim == "" {
 		t.Fatal("no master holds the subscription")
 	}
+	// Keyspace notifications are subscribed on every master: after the
+	// failover, the promoted replica's are heard too.
+	if err := pub.ConfigSet(ctx, "notify-keyspace-events", "K$").Err(); err != nil {
+		t.Fatal(err)
+	}
+	ks := p.client(t, proto).PSubscribe(ctx, "__keyspace@0__:surv:*")
+	if _, err := ks.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer ks.Close()
+	ksMsgs := ks.Channel()
+	victimKey := ""
+	for i := 0; victimKey == ""; i++ {
+		if k := fmt.Sprintf("surv:%d", i); p.Router.MasterOf(router.Slot([]byte(k))) == victim {
+			victimKey = k
+		}
+	}
 	if err := cl.KillNode(victim); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for {
+	for restored := false; !restored; {
 		pub.Publish(ctx, "ps:survive", "after")
 		select {
 		case m := <-msgs:
 			if m.Payload != "after" {
 				t.Fatalf("got %q", m.Payload)
 			}
-			return
+			restored = true
 		case <-time.After(500 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("subscription not restored after the node was lost")
+		}
+	}
+	for {
+		pub.Set(ctx, victimKey, "after", 0)
+		select {
+		case m := <-ksMsgs:
+			if m.Channel == "__keyspace@0__:"+victimKey {
+				return
+			}
+		case <-time.After(500 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no keyspace notification for %s from the promoted master", victimKey)
 		}
 	}
 }
@@ -311,5 +342,103 @@ func TestPubSubRefusedInOrder(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("replies took %v: the refusal held them up", d)
+	}
+}
+
+// TestKeyspaceNotifications: a node publishes keyspace notifications only
+// for its own keys; through the proxy, a client subscribed to them hears
+// every master's, each once, with confirmations and counts as one Redis
+// gives them (a command mixing them with plain channels included).
+func TestKeyspaceNotifications(t *testing.T) {
+	p := startProxy(t, shared, proxy.Config{}, router.Options{})
+	ctx := context.Background()
+	admin := p.client(t, 2)
+	if err := admin.ConfigSet(ctx, "notify-keyspace-events", "K$").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.ConfigSet(context.Background(), "notify-keyspace-events", "") })
+	for _, proto := range []int{2, 3} {
+		t.Run(fmt.Sprintf("resp%d", proto), func(t *testing.T) {
+			pre := fmt.Sprintf("ksn%d", proto)
+			keys := keysOnEveryMaster(t, p, pre, 12)
+			conn, err := net.Dial("tcp", p.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+			rd := resp.NewReplyReader(conn, resp.Limits{})
+			next := func() string {
+				t.Helper()
+				frame, err := rd.ReadReply()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return describeFrame(frame)
+			}
+			expect := func(i int, want string) {
+				t.Helper()
+				if got := next(); !matches(want, got) {
+					t.Fatalf("reply %d: got %q, want %q", i, got, want)
+				}
+			}
+			if proto == 3 {
+				conn.Write(resp.AppendCommandStrings(nil, "HELLO", "3"))
+				next()
+			}
+			pattern := "__keyspace@0__:" + pre + ":*"
+			channel := "__keyspace@0__:" + keys[0]
+			var out []byte
+			out = resp.AppendCommandStrings(out, "PSUBSCRIBE", pattern)
+			out = resp.AppendCommandStrings(out, "SUBSCRIBE", pre+":plain", channel)
+			out = resp.AppendCommandStrings(out, "PING", "x")
+			conn.Write(out)
+			expect(0, "psubscribe "+pattern+" 1")
+			expect(1, "subscribe "+pre+":plain 2")
+			expect(2, "subscribe "+channel+" 3")
+			pong := "pong x"
+			if proto == 3 {
+				pong = "x"
+			}
+			expect(3, pong)
+
+			for _, k := range keys {
+				if err := admin.Set(ctx, k, "v", 0).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Every key's notification once through the pattern, and
+			// keys[0]'s once more through its channel: a duplicate or a
+			// missing master shows as a count other than one.
+			seen := map[string]int{}
+			for range len(keys) + 1 {
+				seen[next()]++
+			}
+			for _, k := range keys {
+				if n := seen["pmessage "+pattern+" __keyspace@0__:"+k+" set"]; n != 1 {
+					t.Fatalf("notification of %s through the pattern: %d times (all: %v)", k, n, seen)
+				}
+			}
+			if n := seen["message "+channel+" set"]; n != 1 {
+				t.Fatalf("notification through the channel: %d times (all: %v)", n, seen)
+			}
+
+			out = resp.AppendCommandStrings(nil, "UNSUBSCRIBE")
+			out = resp.AppendCommandStrings(out, "PUNSUBSCRIBE")
+			out = resp.AppendCommandStrings(out, "PING")
+			conn.Write(out)
+			got := []string{next(), next()}
+			slices.Sort(got)
+			if want := []string{"unsubscribe " + channel + " ?", "unsubscribe " + pre + ":plain ?"}; !matches(want[0], got[0]) || !matches(want[1], got[1]) {
+				t.Fatalf("UNSUBSCRIBE: %q", got)
+			}
+			expect(6, "punsubscribe "+pattern+" 0")
+			expect(7, "+PONG")
+			// Nothing more: each notification came once.
+			_ = conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			if frame, err := rd.ReadReply(); err == nil {
+				t.Fatalf("unexpected frame after unsubscribing: %q", frame)
+			}
+		})
 	}
 }
