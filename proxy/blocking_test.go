@@ -300,23 +300,11 @@ func TestPipelineRepliesBeforeLongWait(t *testing.T) {
 		{"wait", []string{"WAIT", "2", "2000"}, ":1"}, // each master has one replica: the timeout runs out
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			conn, err := net.Dial("tcp", p.Addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-			var out []byte
-			out = resp.AppendCommandStrings(out, "SET", "plw:"+tc.name, "v")
-			out = resp.AppendCommandStrings(out, "GET", "plw:"+tc.name)
-			out = resp.AppendCommandStrings(out, tc.wait...)
+			c := dialFrames(t, p.Addr, 2)
 			start := time.Now()
-			if _, err := conn.Write(out); err != nil {
-				t.Fatal(err)
-			}
-			rd := resp.NewReplyReader(conn, resp.Limits{})
+			c.send(t, []string{"SET", "plw:" + tc.name, "v"}, []string{"GET", "plw:" + tc.name}, tc.wait)
 			for i, want := range []string{"+OK", "$1\r\nv", tc.want} {
-				frame, err := rd.ReadReply()
+				frame, err := c.rd.ReadReply()
 				if err != nil {
 					t.Fatalf("reply %d: %v", i, err)
 				}

@@ -186,21 +186,7 @@ func TestPubSubReplyOrder(t *testing.T) {
 	for _, proto := range []int{2, 3} {
 		for round := range 3 {
 			t.Run(fmt.Sprintf("resp%d/%d", proto, round), func(t *testing.T) {
-				conn, err := net.Dial("tcp", p.Addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer conn.Close()
-				_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-				rd := resp.NewReplyReader(conn, resp.Limits{})
-				if proto == 3 {
-					if _, err := conn.Write(resp.AppendCommandStrings(nil, "HELLO", "3")); err != nil {
-						t.Fatal(err)
-					}
-					if _, err := rd.ReadReply(); err != nil {
-						t.Fatal(err)
-					}
-				}
+				c := dialFrames(t, p.Addr, proto)
 				pre := fmt.Sprintf("po%d%d:", proto, round)
 				// Two shard channels on different masters: two shard
 				// connections.
@@ -211,25 +197,19 @@ func TestPubSubReplyOrder(t *testing.T) {
 						shardCh = append(shardCh, ch)
 					}
 				}
-				var out []byte
-				for _, cmd := range [][]string{
-					{"SUBSCRIBE", pre + "a", pre + "b"},
-					{"PSUBSCRIBE", pre + "p*"},
-					{"SSUBSCRIBE", shardCh[0]},
-					{"SSUBSCRIBE", shardCh[1]},
-					{"PING", "one"},
-					{"GET", pre + "k"},
-					{"UNSUBSCRIBE"},
-					{"PUNSUBSCRIBE", pre + "p*"},
-					{"SUNSUBSCRIBE"},
-					{"SUNSUBSCRIBE"}, // both shard connections hold nothing now: one answer
-					{"PING", "two"},
-				} {
-					out = resp.AppendCommandStrings(out, cmd...)
-				}
-				if _, err := conn.Write(out); err != nil {
-					t.Fatal(err)
-				}
+				c.send(t,
+					[]string{"SUBSCRIBE", pre + "a", pre + "b"},
+					[]string{"PSUBSCRIBE", pre + "p*"},
+					[]string{"SSUBSCRIBE", shardCh[0]},
+					[]string{"SSUBSCRIBE", shardCh[1]},
+					[]string{"PING", "one"},
+					[]string{"GET", pre + "k"},
+					[]string{"UNSUBSCRIBE"},
+					[]string{"PUNSUBSCRIBE", pre + "p*"},
+					[]string{"SUNSUBSCRIBE"},
+					[]string{"SUNSUBSCRIBE"}, // both shard connections hold nothing now: one answer
+					[]string{"PING", "two"},
+				)
 				get := "-ERR Can't execute 'get'" // refused while subscribed
 				if proto == 3 {
 					get = "_" // any command is allowed: the node's nil
@@ -252,13 +232,7 @@ func TestPubSubReplyOrder(t *testing.T) {
 					want[12] = "sunsubscribe _ 0"
 				}
 				for i, w := range want {
-					frame, err := rd.ReadReply()
-					if err != nil {
-						t.Fatalf("reply %d: %v", i, err)
-					}
-					if got := describeFrame(frame); !matches(w, got) {
-						t.Fatalf("reply %d: got %q, want %q", i, got, w)
-					}
+					c.expect(t, i, w)
 				}
 			})
 		}
@@ -287,6 +261,61 @@ func describeFrame(frame []byte) string {
 	return strings.Join(parts, " ")
 }
 
+// frameConn is a raw client connection whose replies are read frame by
+// frame.
+type frameConn struct {
+	net.Conn
+	rd *resp.Reader
+}
+
+// dialFrames connects to the proxy (a 20 s deadline, closed at cleanup),
+// in RESP3 after HELLO 3 when proto is 3.
+func dialFrames(tb testing.TB, addr string, proto int) *frameConn {
+	tb.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	c := &frameConn{Conn: conn, rd: resp.NewReplyReader(conn, resp.Limits{})}
+	if proto == 3 {
+		c.send(tb, []string{"HELLO", "3"})
+		c.next(tb)
+	}
+	return c
+}
+
+// send writes the commands in one write (a pipeline).
+func (c *frameConn) send(tb testing.TB, cmds ...[]string) {
+	tb.Helper()
+	var out []byte
+	for _, cmd := range cmds {
+		out = resp.AppendCommandStrings(out, cmd...)
+	}
+	if _, err := c.Write(out); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// next reads the next reply, rendered by describeFrame.
+func (c *frameConn) next(tb testing.TB) string {
+	tb.Helper()
+	frame, err := c.rd.ReadReply()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return describeFrame(frame)
+}
+
+// expect reads reply i and checks it against want (see matches).
+func (c *frameConn) expect(tb testing.TB, i int, want string) {
+	tb.Helper()
+	if got := c.next(tb); !matches(want, got) {
+		tb.Fatalf("reply %d: got %q, want %q", i, got, want)
+	}
+}
+
 // matches reports whether got matches want, where * stands for any text
 // and ? for one character.
 func matches(want, got string) bool {
@@ -311,34 +340,21 @@ func TestPubSubRefusedInOrder(t *testing.T) {
 		})
 	}
 	p := startProxy(t, shared, proxy.Config{}, router.Options{Username: "po-user", Password: "po-pass"})
-	conn, err := net.Dial("tcp", p.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-	var out []byte
-	out = resp.AppendCommandStrings(out, "SUBSCRIBE", "po:ok1")
-	out = resp.AppendCommandStrings(out, "SUBSCRIBE", "po:deny", "po:ok2")
-	out = resp.AppendCommandStrings(out, "PING")
-	out = resp.AppendCommandStrings(out, "SUBSCRIBE", "po:ok3")
-	// The refused channels are not held: unsubscribing from everything is
-	// confirmed twice, then the client is no longer subscribed.
-	out = resp.AppendCommandStrings(out, "UNSUBSCRIBE")
-	out = resp.AppendCommandStrings(out, "PING")
+	c := dialFrames(t, p.Addr, 2)
 	start := time.Now()
-	if _, err := conn.Write(out); err != nil {
-		t.Fatal(err)
-	}
-	rd := resp.NewReplyReader(conn, resp.Limits{})
+	c.send(t,
+		[]string{"SUBSCRIBE", "po:ok1"},
+		[]string{"SUBSCRIBE", "po:deny", "po:ok2"},
+		[]string{"PING"},
+		[]string{"SUBSCRIBE", "po:ok3"},
+		// The refused channels are not held: unsubscribing from
+		// everything is confirmed twice, then the client is no longer
+		// subscribed.
+		[]string{"UNSUBSCRIBE"},
+		[]string{"PING"},
+	)
 	for i, w := range []string{"subscribe po:ok1 1", "-NOPERM*", "pong ", "subscribe po:ok3 2", "unsubscribe po:ok? 1", "unsubscribe po:ok? 0", "+PONG"} {
-		frame, err := rd.ReadReply()
-		if err != nil {
-			t.Fatalf("reply %d: %v", i, err)
-		}
-		if got := describeFrame(frame); !matches(w, got) {
-			t.Fatalf("reply %d: got %q, want %q", i, got, w)
-		}
+		c.expect(t, i, w)
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("replies took %v: the refusal held them up", d)
@@ -361,46 +377,18 @@ func TestKeyspaceNotifications(t *testing.T) {
 		t.Run(fmt.Sprintf("resp%d", proto), func(t *testing.T) {
 			pre := fmt.Sprintf("ksn%d", proto)
 			keys := keysOnEveryMaster(t, p, pre, 12)
-			conn, err := net.Dial("tcp", p.Addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-			rd := resp.NewReplyReader(conn, resp.Limits{})
-			next := func() string {
-				t.Helper()
-				frame, err := rd.ReadReply()
-				if err != nil {
-					t.Fatal(err)
-				}
-				return describeFrame(frame)
-			}
-			expect := func(i int, want string) {
-				t.Helper()
-				if got := next(); !matches(want, got) {
-					t.Fatalf("reply %d: got %q, want %q", i, got, want)
-				}
-			}
-			if proto == 3 {
-				conn.Write(resp.AppendCommandStrings(nil, "HELLO", "3"))
-				next()
-			}
+			c := dialFrames(t, p.Addr, proto)
 			pattern := "__keyspace@0__:" + pre + ":*"
 			channel := "__keyspace@0__:" + keys[0]
-			var out []byte
-			out = resp.AppendCommandStrings(out, "PSUBSCRIBE", pattern)
-			out = resp.AppendCommandStrings(out, "SUBSCRIBE", pre+":plain", channel)
-			out = resp.AppendCommandStrings(out, "PING", "x")
-			conn.Write(out)
-			expect(0, "psubscribe "+pattern+" 1")
-			expect(1, "subscribe "+pre+":plain 2")
-			expect(2, "subscribe "+channel+" 3")
+			c.send(t, []string{"PSUBSCRIBE", pattern}, []string{"SUBSCRIBE", pre + ":plain", channel}, []string{"PING", "x"})
+			c.expect(t, 0, "psubscribe "+pattern+" 1")
+			c.expect(t, 1, "subscribe "+pre+":plain 2")
+			c.expect(t, 2, "subscribe "+channel+" 3")
 			pong := "pong x"
 			if proto == 3 {
 				pong = "x"
 			}
-			expect(3, pong)
+			c.expect(t, 3, pong)
 
 			for _, k := range keys {
 				if err := admin.Set(ctx, k, "v", 0).Err(); err != nil {
@@ -412,7 +400,7 @@ func TestKeyspaceNotifications(t *testing.T) {
 			// missing master shows as a count other than one.
 			seen := map[string]int{}
 			for range len(keys) + 1 {
-				seen[next()]++
+				seen[c.next(t)]++
 			}
 			for _, k := range keys {
 				if n := seen["pmessage "+pattern+" __keyspace@0__:"+k+" set"]; n != 1 {
@@ -423,20 +411,17 @@ func TestKeyspaceNotifications(t *testing.T) {
 				t.Fatalf("notification through the channel: %d times (all: %v)", n, seen)
 			}
 
-			out = resp.AppendCommandStrings(nil, "UNSUBSCRIBE")
-			out = resp.AppendCommandStrings(out, "PUNSUBSCRIBE")
-			out = resp.AppendCommandStrings(out, "PING")
-			conn.Write(out)
-			got := []string{next(), next()}
+			c.send(t, []string{"UNSUBSCRIBE"}, []string{"PUNSUBSCRIBE"}, []string{"PING"})
+			got := []string{c.next(t), c.next(t)}
 			slices.Sort(got)
 			if want := []string{"unsubscribe " + channel + " ?", "unsubscribe " + pre + ":plain ?"}; !matches(want[0], got[0]) || !matches(want[1], got[1]) {
 				t.Fatalf("UNSUBSCRIBE: %q", got)
 			}
-			expect(6, "punsubscribe "+pattern+" 0")
-			expect(7, "+PONG")
+			c.expect(t, 6, "punsubscribe "+pattern+" 0")
+			c.expect(t, 7, "+PONG")
 			// Nothing more: each notification came once.
-			_ = conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-			if frame, err := rd.ReadReply(); err == nil {
+			_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			if frame, err := c.rd.ReadReply(); err == nil {
 				t.Fatalf("unexpected frame after unsubscribing: %q", frame)
 			}
 		})
