@@ -19,7 +19,8 @@ import (
 // subs is a session's pub/sub state. Classic subscriptions (SUBSCRIBE,
 // PSUBSCRIBE) live on one connection to a master: PUBLISH reaches every node
 // of a cluster. Shard channels (SSUBSCRIBE) live on a connection to the
-// master of the channel's slot. The messages a subscriber connection reads
+// master of the channel's slot, and keyspace notifications on a connection
+// to every master (isKeyspace). The messages a subscriber connection reads
 // are forwarded to the client through the session's ordered queue; its
 // confirmations answer the commands that asked for them (confirmation).
 type subs struct {
@@ -31,22 +32,59 @@ type subs struct {
 	// confirmation.wait). Only the writer touches it.
 	view subView
 
-	mu       sync.Mutex // guards everything below
-	conns    map[string]*subConn
-	channels map[string]bool // SUBSCRIBE
-	patterns map[string]bool // PSUBSCRIBE
-	shard    map[string]bool // SSUBSCRIBE
-	closed   bool
-	wg       sync.WaitGroup
+	mu    sync.Mutex // guards everything below
+	conns map[string]*subConn
+	// sets are the client's subscriptions as sent: changed when a command
+	// is dispatched (and undone if the node refuses it), they decide at
+	// once what a RESP2 client may send next.
+	sets   subView
+	closed bool
+	wg     sync.WaitGroup
 }
 
-// subView is a client's subscriptions as confirmed to it.
+// subView is a set of subscriptions: channels (SUBSCRIBE), patterns
+// (PSUBSCRIBE) and shard channels (SSUBSCRIBE).
 type subView struct {
 	chans, pats, shard map[string]bool
 }
 
+// newSubView returns an empty subView.
+func newSubView() subView {
+	return subView{chans: map[string]bool{}, pats: map[string]bool{}, shard: map[string]bool{}}
+}
+
+// of returns the set a (P|S)(UN)SUBSCRIBE changes.
+func (v *subView) of(kind string) map[string]bool {
+	switch kind {
+	case "psubscribe", "punsubscribe":
+		return v.pats
+	case "ssubscribe", "sunsubscribe":
+		return v.shard
+	}
+	return v.chans
+}
+
+// note applies a confirmation of kind for name (nil: none).
+func (v *subView) note(kind string, name []byte) {
+	if strings.HasSuffix(kind, "unsubscribe") {
+		delete(v.of(kind), string(name))
+	} else if name != nil {
+		v.of(kind)[string(name)] = true
+	}
+}
+
+// count is the subscription count a confirmation of kind reports, as Redis
+// counts: channels and patterns together, shard channels apart.
+func (v *subView) count(kind string) int {
+	if kind == "ssubscribe" || kind == "sunsubscribe" {
+		return len(v.shard)
+	}
+	return len(v.chans) + len(v.pats)
+}
+
 // subConn is one subscriber connection; key is "" for the classic one, the
-// node address for shard channels.
+// node address for shard channels, "ks:" and the address for keyspace
+// notifications.
 type subConn struct {
 	key  string
 	d    *router.Dedicated
@@ -55,16 +93,16 @@ type subConn struct {
 	// waiting are the client's commands sent on this connection whose
 	// confirmations are still to come, oldest first.
 	waiting []*confirmation
-	// chans (shard channels on a shard connection) and pats are what the
-	// node has confirmed so far, as its confirmations come in: what an
-	// unsubscribe from everything will be answered for.
-	chans, pats map[string]bool
+	// held is what the node has confirmed so far, as its confirmations
+	// come in: what an unsubscribe from everything will be answered for.
+	held subView
 }
 
 // confirmWait bounds how long a (P|S)(UN)SUBSCRIBE waits for the frames
 // that confirm it. Past it (a node that does not answer, a count that does
-// not match the node's), it is answered with the frames that came, the
-// replies behind it go on, and confirmations that come later are dropped.
+// not match the node's), it is answered as if the node had confirmed it,
+// the replies behind it go on, and confirmations that come later are
+// dropped.
 const confirmWait = 10 * time.Second
 
 // confirmation gathers the frames a node sends to confirm one
@@ -96,10 +134,9 @@ type confirmation struct {
 	// but do not answer.
 	next   *confirmation
 	silent bool
-	// set is the session's set the command changed, and added the names
-	// it put there: if the node refuses the command, they are taken out
-	// again, so that the set stays what the node holds.
-	set   map[string]bool
+	// added are the names the command put in the session's sets: if the
+	// node refuses the command, they are taken out again, so that the sets
+	// stay what the node holds.
 	added []string
 }
 
@@ -113,7 +150,7 @@ func (s *session) subscribed() bool {
 func (p *subs) count() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.channels) + len(p.patterns) + len(p.shard)
+	return len(p.sets.chans) + len(p.sets.pats) + len(p.sets.shard)
 }
 
 // pubsubAllowed lists what a RESP2 client may send while subscribed.
@@ -131,17 +168,12 @@ func pubsubAllowed(name string) bool {
 // what is not held) is answered at once.
 func (s *session) pubsub(c *call, spec *command.Spec, args [][]byte) *call {
 	if s.subs == nil {
-		s.subs = &subs{s: s, conns: map[string]*subConn{}, channels: map[string]bool{},
-			patterns: map[string]bool{}, shard: map[string]bool{}}
+		s.subs = &subs{s: s, conns: map[string]*subConn{}, sets: newSubView(), view: newSubView()}
 	}
 	p := s.subs
 	names := args[1:]
 	switch spec.Name {
 	case "subscribe", "psubscribe", "unsubscribe", "punsubscribe":
-		set := p.channels
-		if spec.Name == "psubscribe" || spec.Name == "punsubscribe" {
-			set = p.patterns
-		}
 		unsub := strings.HasPrefix(spec.Name, "un") || strings.HasPrefix(spec.Name, "pun")
 		var plain, ks [][]byte
 		for _, n := range names {
@@ -196,17 +228,7 @@ func (s *session) pubsub(c *call, spec *command.Spec, args [][]byte) *call {
 				}
 			}
 		}
-		p.mu.Lock()
-		if len(parts) == 0 {
-			// Not subscribed anywhere: answer as Redis does.
-			c.reply = c.reply[:0]
-			p.apply(&c.reply, spec.Name, set, names, s.proto)
-			p.mu.Unlock()
-			return c
-		}
-		added := p.apply(nil, spec.Name, set, names, s.proto)
-		p.mu.Unlock()
-		return s.sendParts(c, spec.Name, parts, set, added)
+		return s.sendParts(c, spec.Name, parts, names)
 	default: // ssubscribe, sunsubscribe
 		slot := -1
 		for _, n := range names {
@@ -217,36 +239,17 @@ func (s *session) pubsub(c *call, spec *command.Spec, args [][]byte) *call {
 			slot = sl
 		}
 		unsub := spec.Name == "sunsubscribe"
+		var parts []subPart
 		if unsub && len(names) == 0 {
-			// From every shard channel, on every connection holding one:
-			// the reply is given once they all have answered.
+			// From every shard channel, on every connection holding one.
 			p.mu.Lock()
-			var reply []byte // the answer if no connection holds one
-			p.apply(&reply, spec.Name, p.shard, nil, s.proto)
-			var conns []*subConn
-			for k, sc := range p.conns {
+			for _, k := range slices.Sorted(maps.Keys(p.conns)) {
 				if isShardConn(k) {
-					conns = append(conns, sc)
+					parts = append(parts, subPart{sc: p.conns[k]})
 				}
 			}
 			p.mu.Unlock()
-			if len(conns) == 0 {
-				c.reply = append(c.reply[:0], reply...)
-				return c
-			}
-			var first *confirmation
-			var err error
-			for i := len(conns) - 1; i >= 0; i-- {
-				cf := &confirmation{all: spec.Name, next: first}
-				if err = s.sendAwaited(conns[i], args, cf); err == nil {
-					first = cf
-				}
-			}
-			if first == nil {
-				return c.fail(string(resp.ErrorText(errorReply(err))))
-			}
-			c.confirm = first
-			return s.noReply(c)
+			return s.sendParts(c, spec.Name, parts, nil)
 		}
 		addr := s.srv.router.MasterOf(slot)
 		if addr == "" {
@@ -255,24 +258,16 @@ func (s *session) pubsub(c *call, spec *command.Spec, args [][]byte) *call {
 		p.mu.Lock()
 		sc := p.conns[addr]
 		p.mu.Unlock()
-		if sc == nil {
-			if unsub {
-				p.mu.Lock()
-				c.reply = c.reply[:0]
-				p.apply(&c.reply, spec.Name, p.shard, names, s.proto)
-				p.mu.Unlock()
-				return c
-			}
+		if sc == nil && !unsub {
 			var err error
 			if sc, err = p.dial(addr, addr); err != nil {
 				return c.fail(string(resp.ErrorText(errorReply(err))))
 			}
 		}
-		p.mu.Lock()
-		cf := &confirmation{want: len(names), set: p.shard}
-		cf.added = p.apply(nil, spec.Name, p.shard, names, s.proto)
-		p.mu.Unlock()
-		return s.subSend(c, sc, args, cf)
+		if sc != nil {
+			parts = append(parts, subPart{sc: sc, names: names})
+		}
+		return s.sendParts(c, spec.Name, parts, names)
 	}
 }
 
@@ -286,12 +281,25 @@ type subPart struct {
 	silent bool
 }
 
-// sendParts sends each part of the command kind on its connection; the
-// call waits for all their confirmations, and its reply is theirs in turn.
-func (s *session) sendParts(c *call, kind string, parts []subPart, set map[string]bool, added []string) *call {
+// sendParts applies the command kind with names to the session's sets and
+// sends each part on its connection; the call waits for all their
+// confirmations, and its reply is theirs in turn. With no part (an
+// unsubscribe from what no connection holds), it answers at once, as Redis
+// does.
+func (s *session) sendParts(c *call, kind string, parts []subPart, names [][]byte) *call {
+	p := s.subs
+	p.mu.Lock()
+	if len(parts) == 0 {
+		c.reply = c.reply[:0]
+		p.apply(&c.reply, kind, names, s.proto)
+		p.mu.Unlock()
+		return c
+	}
+	added := p.apply(nil, kind, names, s.proto)
+	p.mu.Unlock()
 	cfs := make([]*confirmation, len(parts))
 	for i, pt := range parts {
-		cfs[i] = &confirmation{want: len(pt.names), silent: pt.silent, set: set, added: added}
+		cfs[i] = &confirmation{want: len(pt.names), silent: pt.silent, added: added}
 		if len(pt.names) == 0 {
 			cfs[i].all = kind
 		}
@@ -370,17 +378,6 @@ func (p *subs) keyspaceConns(dial bool) ([]*subConn, error) {
 		}
 	}
 	return conns, nil
-}
-
-// subSend writes the command on the subscriber connection. Its reply is the
-// cf.want confirmations the node sends back on that connection: c waits for
-// them (see confirmation).
-func (s *session) subSend(c *call, sc *subConn, args [][]byte, cf *confirmation) *call {
-	if err := s.sendAwaited(sc, args, cf); err != nil {
-		return c.fail(string(resp.ErrorText(errorReply(err))))
-	}
-	c.confirm = cf
-	return s.noReply(c)
 }
 
 // sendAwaited writes the command on sc, cf awaiting its confirmations.
@@ -462,31 +459,10 @@ func (cf *confirmation) wait(reply []byte) []byte {
 			frames = [][]byte{appendConfirmation(nil, first.all, nil, true, 0, proto)}
 		}
 	}
-	v := &p.view
-	if v.chans == nil {
-		v.chans, v.pats, v.shard = map[string]bool{}, map[string]bool{}, map[string]bool{}
-	}
 	for _, f := range frames {
 		kind, name := pubsubFrame(f)
-		switch string(kind) {
-		case "subscribe":
-			v.chans[string(name)] = true
-		case "unsubscribe":
-			delete(v.chans, string(name))
-		case "psubscribe":
-			v.pats[string(name)] = true
-		case "punsubscribe":
-			delete(v.pats, string(name))
-		case "ssubscribe":
-			v.shard[string(name)] = true
-		case "sunsubscribe":
-			delete(v.shard, string(name))
-		}
-		n := len(v.chans) + len(v.pats)
-		if string(kind) == "ssubscribe" || string(kind) == "sunsubscribe" {
-			n = len(v.shard)
-		}
-		reply = appendConfirmation(reply, string(kind), name, name == nil, n, proto)
+		p.view.note(string(kind), name)
+		reply = appendConfirmation(reply, string(kind), name, name == nil, p.view.count(string(kind)), proto)
 	}
 	return reply
 }
@@ -501,11 +477,11 @@ func (cf *confirmation) abandon() {
 	}
 }
 
-// unadd takes the names the command added out of the session's set again:
-// the node did not take the command. p.mu is held.
+// unadd takes the names the command added out of the session's sets
+// again: the node did not take the command. p.mu is held.
 func (cf *confirmation) unadd() {
 	for _, n := range cf.added {
-		delete(cf.set, n)
+		delete(cf.p.sets.of(cf.kind), n)
 	}
 }
 
@@ -531,20 +507,10 @@ func (sc *subConn) received(frame []byte) bool {
 	}
 	held := 0 // what an unsubscribe from everything is answered for
 	if head != nil && head.all != "" && !head.counted {
-		held = len(sc.chans)
-		if head.all == "punsubscribe" {
-			held = len(sc.pats)
-		}
+		held = len(sc.held.of(head.all))
 	}
-	switch string(kind) {
-	case "subscribe", "ssubscribe":
-		sc.chans[string(name)] = true
-	case "unsubscribe", "sunsubscribe":
-		delete(sc.chans, string(name))
-	case "psubscribe":
-		sc.pats[string(name)] = true
-	case "punsubscribe":
-		delete(sc.pats, string(name))
+	if !failed {
+		sc.held.note(string(kind), name)
 	}
 	if !failed && sc.drop > 0 && isSubscribe(kind) {
 		sc.drop--
@@ -590,15 +556,6 @@ func (s *session) noReply(c *call) *call {
 	return c
 }
 
-// countFor is the client's subscription count a confirmation of kind
-// reports: its channels and patterns, or its shard channels. p.mu is held.
-func (p *subs) countFor(kind string) int {
-	if kind == "ssubscribe" || kind == "sunsubscribe" {
-		return len(p.shard)
-	}
-	return len(p.channels) + len(p.patterns)
-}
-
 // appendConfirmation appends a confirmation frame: kind, the channel or
 // pattern (or a null one), and the subscription count.
 func appendConfirmation(reply []byte, kind string, name []byte, null bool, count, proto int) []byte {
@@ -612,16 +569,16 @@ func appendConfirmation(reply []byte, kind string, name []byte, null bool, count
 	return resp.AppendInt(reply, int64(count))
 }
 
-// apply changes set (the session's channels, patterns or shard channels)
-// as the command kind with names does, and returns the names it added. If
-// answer is not nil, it appends the frames Redis answers the command with:
-// one per name or, for an unsubscribe without names, one per name set held
-// (one with a null name when it held none), each with the client's
-// subscription count after it. p.mu is held.
-func (p *subs) apply(answer *[]byte, kind string, set map[string]bool, names [][]byte, proto int) []string {
+// apply changes the session's sets as the command kind with names does, and
+// returns the names it added. If answer is not nil, it appends the frames
+// Redis answers the command with: one per name or, for an unsubscribe
+// without names, one per name held (one with a null name when none was),
+// each with the client's subscription count after it. p.mu is held.
+func (p *subs) apply(answer *[]byte, kind string, names [][]byte, proto int) []string {
+	set := p.sets.of(kind)
 	frame := func(name []byte, null bool) {
 		if answer != nil {
-			*answer = appendConfirmation(*answer, kind, name, null, p.countFor(kind), proto)
+			*answer = appendConfirmation(*answer, kind, name, null, p.sets.count(kind), proto)
 		}
 	}
 	unsub := strings.HasSuffix(kind, "unsubscribe")
@@ -654,7 +611,7 @@ func (p *subs) dial(key, addr string) (*subConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	sc := &subConn{key: key, d: d, log: p.s.srv.log, chans: map[string]bool{}, pats: map[string]bool{}}
+	sc := &subConn{key: key, d: d, log: p.s.srv.log, held: newSubView()}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -748,7 +705,7 @@ func (p *subs) resubscribe(old *subConn) {
 			delete(p.conns, old.key)
 		}
 		if strings.HasPrefix(old.key, "ks:") {
-			chans, pats := keysWhere(p.channels, true), keysWhere(p.patterns, true)
+			chans, pats := keysWhere(p.sets.chans, true), keysWhere(p.sets.pats, true)
 			p.mu.Unlock()
 			if len(chans)+len(pats) == 0 || p.resubscribeKeyspace(chans, pats) {
 				return
@@ -760,11 +717,11 @@ func (p *subs) resubscribe(old *subConn) {
 		var addr string
 		if old.key == "" {
 			// Keyspace names live on the keyspace connections.
-			if chans := keysWhere(p.channels, false); len(chans) > 0 {
+			if chans := keysWhere(p.sets.chans, false); len(chans) > 0 {
 				frames = append(frames, resp.AppendCommandStrings(nil, append([]string{"SUBSCRIBE"}, chans...)...))
 				drop += len(chans)
 			}
-			if pats := keysWhere(p.patterns, false); len(pats) > 0 {
+			if pats := keysWhere(p.sets.pats, false); len(pats) > 0 {
 				frames = append(frames, resp.AppendCommandStrings(nil, append([]string{"PSUBSCRIBE"}, pats...)...))
 				drop += len(pats)
 			}
@@ -774,7 +731,7 @@ func (p *subs) resubscribe(old *subConn) {
 		} else {
 			// Shard channels that lived on the old node: one SSUBSCRIBE per
 			// channel, each on the current master of its slot.
-			for ch := range p.shard {
+			for ch := range p.sets.shard {
 				if p.s.srv.router.MasterOf(router.Slot([]byte(ch))) != "" {
 					frames = append(frames, resp.AppendCommandStrings(nil, "SSUBSCRIBE", ch))
 				}
