@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"regexp"
 	"slices"
@@ -423,6 +424,108 @@ func TestKeyspaceNotifications(t *testing.T) {
 			_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 			if frame, err := c.rd.ReadReply(); err == nil {
 				t.Fatalf("unexpected frame after unsubscribing: %q", frame)
+			}
+		})
+	}
+}
+
+// TestPubSubChurn: clients pipeline random mixes of every (un)subscribe
+// kind, keyspace channels, PING and GET (refused while a RESP2 client is
+// subscribed); each reply has the frames and the
+// counts Redis would give for the client's subscriptions so far (kept by
+// the test), and comes without the 10 s wait of a confirmation that never
+// comes.
+func TestPubSubChurn(t *testing.T) {
+	p := startProxy(t, shared, proxy.Config{}, router.Options{})
+	for w := range 6 {
+		t.Run(fmt.Sprintf("client%d", w), func(t *testing.T) {
+			t.Parallel()
+			proto := 2 + w%2
+			c := dialFrames(t, p.Addr, proto)
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			held := map[string]map[string]bool{"c": {}, "p": {}, "s": {}}
+			name := func(kind string) string {
+				n := fmt.Sprintf("churn%d:%s%d", w, kind, rng.IntN(4))
+				if kind == "k" {
+					return "__keyspace@0__:" + n
+				}
+				return n
+			}
+			for round := range 40 {
+				_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+				var cmds [][]string
+				var want []string // kind and count of each reply, "pong" for PING
+				count := func(set string) int {
+					if set == "s" {
+						return len(held["s"])
+					}
+					return len(held["c"]) + len(held["p"])
+				}
+				for range 1 + rng.IntN(5) {
+					switch op := rng.IntN(11); op {
+					case 0, 1, 2, 3: // subscribe to one or two names
+						kind, set, n := [...]string{"subscribe", "psubscribe", "ssubscribe", "subscribe"}[op], [...]string{"c", "p", "s", "c"}[op], [...]string{"c", "p", "s", "k"}[op]
+						names := []string{name(n)}
+						if op != 2 && rng.IntN(2) == 0 {
+							names = append(names, name(n))
+						}
+						cmds = append(cmds, append([]string{strings.ToUpper(kind)}, names...))
+						for _, nm := range names {
+							held[set][nm] = true
+							want = append(want, fmt.Sprintf("%s %d", kind, count(set)))
+						}
+					case 4, 5, 6: // unsubscribe from everything of one kind
+						kind, set := [...]string{"unsubscribe", "punsubscribe", "sunsubscribe"}[op-4], [...]string{"c", "p", "s"}[op-4]
+						cmds = append(cmds, []string{strings.ToUpper(kind)})
+						if len(held[set]) == 0 {
+							want = append(want, fmt.Sprintf("%s %d", kind, count(set)))
+						}
+						for nm := range held[set] {
+							delete(held[set], nm)
+							want = append(want, fmt.Sprintf("%s %d", kind, count(set)))
+						}
+					case 7, 8: // unsubscribe from a name, held or not
+						kind, set, n := [...]string{"unsubscribe", "punsubscribe"}[op-7], [...]string{"c", "p"}[op-7], [...]string{"c", "p"}[op-7]
+						nm := name(n)
+						cmds = append(cmds, []string{strings.ToUpper(kind), nm})
+						delete(held[set], nm)
+						want = append(want, fmt.Sprintf("%s %d", kind, count(set)))
+					case 9: // refused while subscribed in RESP2, else the node's nil
+						cmds = append(cmds, []string{"GET", name("x")})
+						switch {
+						case proto == 3:
+							want = append(want, "nil")
+						case len(held["c"])+len(held["p"])+len(held["s"]) > 0:
+							want = append(want, "refused")
+						default:
+							want = append(want, "nil")
+						}
+					default:
+						cmds = append(cmds, []string{"PING"})
+						want = append(want, "pong")
+					}
+				}
+				subscribed := len(held["c"])+len(held["p"])+len(held["s"]) > 0
+				c.send(t, cmds...)
+				for i, w := range want {
+					got := strings.Fields(c.next(t))
+					switch {
+					case w == "pong": // its shape depends on the state when it ran: any PING reply
+						if len(got) == 0 || (got[0] != "pong" && got[0] != "+PONG" && got[0] != "PONG") {
+							t.Fatalf("round %d reply %d: got %q, want a PING reply", round, i, got)
+						}
+					case w == "nil":
+						if len(got) != 1 || (got[0] != "$-1" && got[0] != "_") {
+							t.Fatalf("round %d reply %d: got %q, want GET's nil", round, i, got)
+						}
+					case w == "refused":
+						if len(got) < 2 || got[0] != "-ERR" || got[1] != "Can't" {
+							t.Fatalf("round %d reply %d: got %q, want GET refused while subscribed", round, i, got)
+						}
+					case len(got) < 2 || got[0]+" "+got[len(got)-1] != w:
+						t.Fatalf("round %d reply %d: got %q, want %q (commands %q, subscribed %v)", round, i, got, w, cmds, subscribed)
+					}
+				}
 			}
 		})
 	}
