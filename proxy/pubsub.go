@@ -467,6 +467,16 @@ func (cf *confirmation) wait(reply []byte) []byte {
 	return reply
 }
 
+// complete reports whether cf and those chained to it have their answers.
+func (cf *confirmation) complete() bool {
+	for ; cf != nil; cf = cf.next {
+		if !closed(cf.done) {
+			return false
+		}
+	}
+	return true
+}
+
 // abandon stops waiting for cf.
 func (cf *confirmation) abandon() {
 	cf.p.mu.Lock()

@@ -407,11 +407,29 @@ func (s *session) finish(c *call) {
 	}
 }
 
-// mayWaitLong reports whether c's reply may take long beyond a node's
-// answer: a blocking command, WAIT, a gateway command (CACHE.GET WAIT), or
-// pub/sub confirmations.
+// mayWaitLong reports whether finishing c may take long beyond a node's
+// answer: a blocking command or WAIT (run when finished), or a gateway
+// command (CACHE.GET WAIT) or pub/sub confirmations not complete yet.
 func (c *call) mayWaitLong() bool {
-	return c.block || c.wait != nil || c.gw != nil || c.confirm != nil
+	switch {
+	case c.block || c.wait != nil:
+		return true
+	case c.gw != nil:
+		return !closed(c.gw.done)
+	case c.confirm != nil:
+		return !c.confirm.complete()
+	}
+	return false
+}
+
+// closed reports whether ch is closed.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // write finishes c, writes its reply, flushes if asked, and recycles c. It
