@@ -64,6 +64,9 @@ func (s *session) local(c *call, spec *command.Spec, args [][]byte) *call {
 		if s.subs != nil {
 			s.subs.close()
 			s.subs = nil
+			for i := range s.subCounts {
+				s.subCounts[i].Store(0)
+			}
 		}
 		s.endTx(false)
 		s.proto = resp.RESP2
@@ -263,7 +266,10 @@ func (s *session) clientLine() string {
 		" laddr=" + s.conn.LocalAddr().String() +
 		" name=" + name +
 		" age=" + strconv.Itoa(int(time.Since(s.created).Seconds())) +
-		" db=0 user=" + s.userName() + " resp=" + strconv.Itoa(s.proto) + "\n"
+		" db=0 sub=" + strconv.Itoa(int(s.subCounts[0].Load())) +
+		" psub=" + strconv.Itoa(int(s.subCounts[1].Load())) +
+		" ssub=" + strconv.Itoa(int(s.subCounts[2].Load())) +
+		" user=" + s.userName() + " resp=" + strconv.Itoa(s.proto) + "\n"
 }
 
 // announce is the address the proxy presents as the cluster's only node.

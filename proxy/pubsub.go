@@ -493,6 +493,15 @@ func (cf *confirmation) unadd() {
 	for _, n := range cf.added {
 		delete(cf.p.sets.of(cf.kind), n)
 	}
+	cf.p.showCounts()
+}
+
+// showCounts publishes the sizes of the session's sets for CLIENT LIST.
+// p.mu is held.
+func (p *subs) showCounts() {
+	p.s.subCounts[0].Store(int32(len(p.sets.chans)))
+	p.s.subCounts[1].Store(int32(len(p.sets.pats)))
+	p.s.subCounts[2].Store(int32(len(p.sets.shard)))
 }
 
 // received accounts for a frame read from sc: a confirmation updates what
@@ -586,6 +595,7 @@ func appendConfirmation(reply []byte, kind string, name []byte, null bool, count
 // each with the client's subscription count after it. p.mu is held.
 func (p *subs) apply(answer *[]byte, kind string, names [][]byte, proto int) []string {
 	set := p.sets.of(kind)
+	defer p.showCounts()
 	frame := func(name []byte, null bool) {
 		if answer != nil {
 			*answer = appendConfirmation(*answer, kind, name, null, p.sets.count(kind), proto)

@@ -379,6 +379,8 @@ func TestKeyspaceNotifications(t *testing.T) {
 			pre := fmt.Sprintf("ksn%d", proto)
 			keys := keysOnEveryMaster(t, p, pre, 12)
 			c := dialFrames(t, p.Addr, proto)
+			c.send(t, []string{"CLIENT", "ID"})
+			id := strings.TrimPrefix(c.next(t), ":")
 			pattern := "__keyspace@0__:" + pre + ":*"
 			channel := "__keyspace@0__:" + keys[0]
 			c.send(t, []string{"PSUBSCRIBE", pattern}, []string{"SUBSCRIBE", pre + ":plain", channel}, []string{"PING", "x"})
@@ -390,6 +392,11 @@ func TestKeyspaceNotifications(t *testing.T) {
 				pong = "x"
 			}
 			c.expect(t, 3, pong)
+			// CLIENT LIST counts them as Redis does.
+			list := admin.ClientList(ctx).Val()
+			if !regexp.MustCompile(`(?m)^id=` + id + ` .* sub=2 psub=1 ssub=0 `).MatchString(list) {
+				t.Fatalf("CLIENT LIST does not show client %s with sub=2 psub=1 ssub=0:\n%s", id, list)
+			}
 
 			for _, k := range keys {
 				if err := admin.Set(ctx, k, "v", 0).Err(); err != nil {

@@ -133,6 +133,9 @@ type session struct {
 	// userLabel is the user last authenticated as (nil: default), for
 	// CLIENT LIST of other sessions.
 	userLabel atomic.Pointer[string]
+	// subCounts are the client's channels, patterns and shard channels, as
+	// CLIENT LIST shows them (sub, psub, ssub); kept by subs.apply.
+	subCounts [3]atomic.Int32
 }
 
 func newSession(srv *Server, conn net.Conn, id int64) *session {
