@@ -182,6 +182,14 @@ func TestFailoverMOVED(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A keyspace subscriber, to check it follows the failover.
+	if err := c.ConfigSet(ctx, "notify-keyspace-events", "K$").Err(); err != nil {
+		t.Fatal(err)
+	}
+	sub := dialFrames(t, p.Addr, 2)
+	sub.send(t, []string{"PSUBSCRIBE", "__keyspace@0__:kf:*"})
+	sub.expect(t, 0, "psubscribe __keyspace@0__:kf:* 1")
+
 	w := runWriter(p.client(t, 3), keys)
 	time.Sleep(200 * time.Millisecond)
 	masters, err := cl.MasterAddrs(ctx)
@@ -208,6 +216,28 @@ func TestFailoverMOVED(t *testing.T) {
 		if err := c.EvalSha(ctx, sha, []string{k}).Err(); err != nil && err != redis.Nil {
 			t.Fatalf("EVALSHA on %s after failover: %v", k, err)
 		}
+	}
+	// No connection broke: the next keyspace subscription moves the
+	// session's keyspace connections to the new master, and a key there
+	// is heard once through each pattern.
+	sub.send(t, []string{"PSUBSCRIBE", "__keyspace@0__:kf2:*"})
+	sub.expect(t, 1, "psubscribe __keyspace@0__:kf2:* 2")
+	var k1, k2 string
+	for i := 0; k1 == "" || k2 == ""; i++ {
+		if a := fmt.Sprintf("kf:%d", i); k1 == "" && p.Router.MasterOf(router.Slot([]byte(a))) == newMaster {
+			k1 = a
+		}
+		if b := fmt.Sprintf("kf2:%d", i); k2 == "" && p.Router.MasterOf(router.Slot([]byte(b))) == newMaster {
+			k2 = b
+		}
+	}
+	c.Set(ctx, k1, "v", 0)
+	c.Set(ctx, k2, "v", 0)
+	sub.expect(t, 2, "pmessage __keyspace@0__:kf:* __keyspace@0__:"+k1+" set")
+	sub.expect(t, 3, "pmessage __keyspace@0__:kf2:* __keyspace@0__:"+k2+" set")
+	_ = sub.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if frame, err := sub.rd.ReadReply(); err == nil {
+		t.Fatalf("a notification came twice: %q", frame)
 	}
 	t.Logf("ops=%d moved=%d clusterdown=%d", w.ops.Load(), obs.get("moved"), obs.get("clusterdown"))
 }

@@ -348,25 +348,12 @@ func isShardConn(key string) bool { return key != "" && !strings.HasPrefix(key, 
 var errPartialCoverage = errors.New("a slot has no master")
 
 // keyspaceConns returns the session's keyspace connections, ordered by
-// address. With dial, it first opens one to each master that has none.
+// address. With dial, it first makes them match the masters (see
+// reconcileKeyspace).
 func (p *subs) keyspaceConns(dial bool) ([]*subConn, error) {
 	if dial {
-		masters := p.s.srv.router.MastersBySlot()
-		if len(masters) == 0 {
-			return nil, router.ErrNoTopology
-		}
-		if p.s.srv.router.SlotsCovered() < router.SlotCount {
-			return nil, errPartialCoverage
-		}
-		for _, m := range masters {
-			p.mu.Lock()
-			sc := p.conns[keyspaceKey(m)]
-			p.mu.Unlock()
-			if sc == nil {
-				if _, err := p.dial(keyspaceKey(m), m); err != nil {
-					return nil, err
-				}
-			}
+		if err := p.reconcileKeyspace(); err != nil {
+			return nil, err
 		}
 	}
 	p.mu.Lock()
@@ -725,9 +712,13 @@ func (p *subs) resubscribe(old *subConn) {
 			delete(p.conns, old.key)
 		}
 		if strings.HasPrefix(old.key, "ks:") {
-			chans, pats := keysWhere(p.sets.chans, true), keysWhere(p.sets.pats, true)
+			held := len(keysWhere(p.sets.chans, true)) + len(keysWhere(p.sets.pats, true))
 			p.mu.Unlock()
-			if len(chans)+len(pats) == 0 || p.resubscribeKeyspace(chans, pats) {
+			if held == 0 {
+				return
+			}
+			p.s.srv.router.Refresh("pubsub")
+			if p.reconcileKeyspace() == nil {
 				return
 			}
 			continue
@@ -824,16 +815,32 @@ func keysWhere(set map[string]bool, keyspace bool) []string {
 	return names
 }
 
-// resubscribeKeyspace subscribes the session's keyspace channels and
-// patterns, silently, on every master that has no keyspace connection (a
-// promoted replica after a failover). It reports whether every slot's
-// master has one now; while a slot has none (the failover is under way),
-// it reports false, to be called again.
-func (p *subs) resubscribeKeyspace(chans, pats []string) bool {
-	p.s.srv.router.Refresh("pubsub")
+// reconcileKeyspace gives every master serving slots a keyspace
+// connection, subscribed silently to the session's keyspace channels and
+// patterns (a master promoted by a failover), and closes those to nodes
+// that serve none (after a manual failover the old master, now a replica,
+// would repeat its master's notifications). It fails while a slot has no
+// master.
+func (p *subs) reconcileKeyspace() error {
 	masters := p.s.srv.router.MastersBySlot()
-	if len(masters) == 0 || p.s.srv.router.SlotsCovered() < router.SlotCount {
-		return false
+	if len(masters) == 0 {
+		return router.ErrNoTopology
+	}
+	if p.s.srv.router.SlotsCovered() < router.SlotCount {
+		return errPartialCoverage
+	}
+	p.mu.Lock()
+	chans, pats := keysWhere(p.sets.chans, true), keysWhere(p.sets.pats, true)
+	var stale []*subConn
+	for k, sc := range p.conns {
+		if strings.HasPrefix(k, "ks:") && !slices.Contains(masters, strings.TrimPrefix(k, "ks:")) {
+			delete(p.conns, k)
+			stale = append(stale, sc)
+		}
+	}
+	p.mu.Unlock()
+	for _, sc := range stale {
+		sc.d.Abort()
 	}
 	for _, m := range masters {
 		p.mu.Lock()
@@ -844,19 +851,23 @@ func (p *subs) resubscribeKeyspace(chans, pats []string) bool {
 		}
 		sc, err := p.dial(keyspaceKey(m), m)
 		if err != nil {
-			return false
+			return err
 		}
 		p.mu.Lock()
 		sc.drop += len(chans) + len(pats)
 		p.mu.Unlock()
-		if len(chans) > 0 && sc.d.Send(resp.AppendCommandStrings(nil, append([]string{"SUBSCRIBE"}, chans...)...)) != nil {
-			return false
+		if len(chans) > 0 {
+			if err := sc.d.Send(resp.AppendCommandStrings(nil, append([]string{"SUBSCRIBE"}, chans...)...)); err != nil {
+				return err
+			}
 		}
-		if len(pats) > 0 && sc.d.Send(resp.AppendCommandStrings(nil, append([]string{"PSUBSCRIBE"}, pats...)...)) != nil {
-			return false
+		if len(pats) > 0 {
+			if err := sc.d.Send(resp.AppendCommandStrings(nil, append([]string{"PSUBSCRIBE"}, pats...)...)); err != nil {
+				return err
+			}
 		}
 	}
-	return true
+	return nil
 }
 
 // close ends every subscriber connection and waits for their readers.
