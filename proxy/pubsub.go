@@ -491,25 +491,17 @@ func (p *subs) showCounts() {
 	p.s.subCounts[2].Store(int32(len(p.sets.shard)))
 }
 
-// received accounts for a frame read from sc: a confirmation updates what
-// the node holds and counts towards the oldest command awaiting one; an
-// error answers that command as a whole (the node refused it: -MOVED
-// during a migration, -NOPERM). Neither is forwarded: the command's reply
-// is built by the proxy (see confirmation), and one that comes with no
-// command awaiting it confirms a silent resubscription or a command given
-// up on. It reports whether frame is a message, to be forwarded. p.mu is
-// held.
-func (sc *subConn) received(frame []byte) bool {
+// received accounts for a confirmation (kind, name) or an error read from
+// sc: a confirmation updates what the node holds and counts towards the
+// oldest command awaiting one; an error answers that command as a whole
+// (the node refused it: -MOVED during a migration, -NOPERM). Neither is
+// forwarded: the command's reply is built by the proxy (see confirmation),
+// and one that comes with no command awaiting it confirms a silent
+// resubscription or a command given up on. p.mu is held.
+func (sc *subConn) received(frame []byte, failed bool, kind, name []byte) {
 	var head *confirmation
 	if len(sc.waiting) > 0 {
 		head = sc.waiting[0]
-	}
-	failed := resp.IsError(frame)
-	var kind, name []byte
-	if !failed {
-		if kind, name = pubsubFrame(frame); !isConfirmation(kind) {
-			return true
-		}
 	}
 	held := 0 // what an unsubscribe from everything is answered for
 	if head != nil && head.all != "" && !head.counted {
@@ -520,13 +512,13 @@ func (sc *subConn) received(frame []byte) bool {
 	}
 	if !failed && sc.drop > 0 && isSubscribe(kind) {
 		sc.drop--
-		return false
+		return
 	}
 	if head == nil {
 		if failed {
 			sc.log.Warn("a subscriber connection's node refused a resubscription", "node", sc.d.Addr(), "err", string(resp.ErrorText(frame)))
 		}
-		return false
+		return
 	}
 	if head.all != "" && !head.counted {
 		// Its first frame: every command before it is answered, so what
@@ -543,7 +535,6 @@ func (sc *subConn) received(frame []byte) bool {
 		sc.waiting = sc.waiting[1:]
 		close(head.done)
 	}
-	return false
 }
 
 // release ends every confirmation awaited on sc: the connection broke, so
@@ -653,15 +644,18 @@ func (p *subs) read(sc *subConn) {
 			p.resubscribe(sc)
 			return
 		}
-		p.mu.Lock()
-		forward := sc.received(frame)
-		p.mu.Unlock()
-		if !forward {
+		failed := resp.IsError(frame)
+		kind, name := pubsubFrame(frame)
+		if !failed && !isConfirmation(kind) {
+			// A message: nothing to account for, forwarded as it is.
+			if !p.s.push(frame) {
+				return
+			}
 			continue
 		}
-		if !p.s.push(frame) {
-			return
-		}
+		p.mu.Lock()
+		sc.received(frame, failed, kind, name)
+		p.mu.Unlock()
 	}
 }
 
@@ -728,14 +722,8 @@ func (p *subs) resubscribe(old *subConn) {
 		var addr string
 		if old.key == "" {
 			// Keyspace names live on the keyspace connections.
-			if chans := keysWhere(p.sets.chans, false); len(chans) > 0 {
-				frames = append(frames, resp.AppendCommandStrings(nil, append([]string{"SUBSCRIBE"}, chans...)...))
-				drop += len(chans)
-			}
-			if pats := keysWhere(p.sets.pats, false); len(pats) > 0 {
-				frames = append(frames, resp.AppendCommandStrings(nil, append([]string{"PSUBSCRIBE"}, pats...)...))
-				drop += len(pats)
-			}
+			chans, pats := keysWhere(p.sets.chans, false), keysWhere(p.sets.pats, false)
+			frames, drop = subscribeFrames(chans, pats), len(chans)+len(pats)
 			if masters := p.s.srv.router.Masters(); len(masters) > 0 {
 				addr = masters[int(p.s.id)%len(masters)]
 			}
@@ -856,18 +844,26 @@ func (p *subs) reconcileKeyspace() error {
 		p.mu.Lock()
 		sc.drop += len(chans) + len(pats)
 		p.mu.Unlock()
-		if len(chans) > 0 {
-			if err := sc.d.Send(resp.AppendCommandStrings(nil, append([]string{"SUBSCRIBE"}, chans...)...)); err != nil {
-				return err
-			}
-		}
-		if len(pats) > 0 {
-			if err := sc.d.Send(resp.AppendCommandStrings(nil, append([]string{"PSUBSCRIBE"}, pats...)...)); err != nil {
+		for _, f := range subscribeFrames(chans, pats) {
+			if err := sc.d.Send(f); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// subscribeFrames returns the SUBSCRIBE of chans and the PSUBSCRIBE of
+// pats, leaving out an empty one.
+func subscribeFrames(chans, pats []string) [][]byte {
+	var frames [][]byte
+	if len(chans) > 0 {
+		frames = append(frames, resp.AppendCommandStrings(nil, append([]string{"SUBSCRIBE"}, chans...)...))
+	}
+	if len(pats) > 0 {
+		frames = append(frames, resp.AppendCommandStrings(nil, append([]string{"PSUBSCRIBE"}, pats...)...))
+	}
+	return frames
 }
 
 // close ends every subscriber connection and waits for their readers.
