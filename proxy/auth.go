@@ -76,7 +76,7 @@ func (s *Server) defaultUser(withFile bool) *aclUser {
 	}
 	s.table.Each(func(spec *command.Spec) {
 		allow := true
-		if s.cfg.RestrictDefaultUser && spec.Policy != command.Local &&
+		if s.cfg.RestrictDefaultUser && (spec.Policy != command.Local || actsOnOtherClients(spec.Name)) &&
 			(spec.InCategory(command.CategoryDangerous) || spec.InCategory(command.CategoryAdmin)) {
 			allow = false
 		}

@@ -73,6 +73,7 @@ func (s *session) local(c *call, spec *command.Spec, args [][]byte) *call {
 		s.access = s.srv.initialAuth()
 		s.userLabel.Store(nil)
 		s.name.Store(nil)
+		s.replyOff, s.skipNext, c.mute = false, false, false
 		c.reply = resp.AppendSimple(c.reply, "RESET")
 	case "info":
 		return s.info(c, args[1:])
@@ -239,6 +240,8 @@ func (s *session) client(c *call, args [][]byte) *call {
 		lines := []string{
 			"CLIENT <subcommand> [<arg> ...]. Subcommands answered by the proxy:",
 			"ID", "GETNAME", "SETNAME <name>", "SETINFO <attr> <value>", "INFO", "LIST",
+			"KILL <ip:port> | KILL [ID id] [ADDR ip:port] [LADDR ip:port] [USER name] [TYPE normal|pubsub] [SKIPME yes|no] [MAXAGE secs]",
+			"PAUSE <milliseconds> [WRITE|ALL] (this proxy's clients)", "UNPAUSE", "REPLY ON|OFF|SKIP",
 		}
 		c.reply = resp.AppendArrayHeader(c.reply, len(lines))
 		for _, l := range lines {
@@ -247,7 +250,15 @@ func (s *session) client(c *call, args [][]byte) *call {
 	case "tracking", "caching", "getredir", "trackinginfo":
 		s.srv.obs.Unsupported("client|" + sub)
 		return c.fail("ERR command 'client|" + sub + "' is not supported by the proxy: client-side caching needs a direct connection to each node")
-	case "kill", "pause", "unpause", "unblock", "no-evict", "no-touch", "reply":
+	case "kill":
+		return s.clientKill(c, args)
+	case "pause":
+		return s.clientPause(c, args)
+	case "unpause":
+		return s.clientUnpause(c, args)
+	case "reply":
+		return s.clientReply(c, args)
+	case "unblock", "no-evict", "no-touch":
 		s.srv.obs.Unsupported("client|" + sub)
 		return c.fail("ERR command 'client|" + sub + "' is not supported by the proxy: it acts on node connections shared by many clients")
 	default:
@@ -362,8 +373,11 @@ func (s *session) info(c *call, sections [][]byte) *call {
 		b.WriteString("\r\n")
 	}
 	if show("clients") {
+		paused, left := s.srv.pause.state()
 		b.WriteString("# Clients\r\nconnected_clients:" + strconv.Itoa(s.srv.Clients()) +
-			"\r\nmaxclients:" + strconv.FormatInt(s.srv.maxClients.Load(), 10) + "\r\n\r\n")
+			"\r\nmaxclients:" + strconv.FormatInt(s.srv.maxClients.Load(), 10) +
+			"\r\npaused_actions:" + paused +
+			"\r\npaused_timeout_milliseconds:" + strconv.FormatInt(left.Milliseconds(), 10) + "\r\n\r\n")
 	}
 	if show("cluster") {
 		b.WriteString("# Cluster\r\ncluster_enabled:0\r\n\r\n")

@@ -32,7 +32,8 @@ type Config struct {
 	// RestrictDefaultUser refuses the default user (the one Password
 	// opens) the commands of the @dangerous and @admin categories (FLUSHALL,
 	// FLUSHDB, CONFIG, KEYS, SCRIPT/FUNCTION FLUSH...), except those the proxy
-	// answers itself (INFO, ROLE, CLIENT LIST). Default false: like Redis's
+	// answers itself (INFO, ROLE, CLIENT LIST) and that act on no other
+	// client (CLIENT KILL, PAUSE and UNPAUSE do). Default false: like Redis's
 	// default user, it may run everything.
 	RestrictDefaultUser bool
 	// Users are more client users, from a users file (LoadUsers); a user
@@ -169,6 +170,8 @@ type Server struct {
 	idleTimeout  atomic.Int64 // nanoseconds
 	writeTimeout atomic.Int64 // nanoseconds; ClientWriteTimeout
 	slow         slowlog
+
+	pause pauser // CLIENT PAUSE
 
 	mu        sync.Mutex // guards listeners, sessions, closing
 	listeners map[net.Listener]struct{}
@@ -320,6 +323,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		sess.stopReading()
 	}
 	s.mu.Unlock()
+	s.pause.kick() // readers held by CLIENT PAUSE see they are stopped
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {

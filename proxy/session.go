@@ -21,6 +21,7 @@ type call struct {
 	routed bool    // req was sent and must be waited for
 	reply  []byte  // a reply built by the proxy (when not routed)
 	quit   bool    // close the connection once this reply is written
+	mute   bool    // CLIENT REPLY OFF or SKIP: run, but write no reply
 	fan    *fanout // several parts to merge (split by slot, or every master)
 	// block marks a command that may block: run on a dedicated node
 	// connection by the writer; blockDone is closed once its reply is written.
@@ -55,7 +56,7 @@ func newCall() *call { return &call{req: router.NewRequest()} }
 
 func (c *call) reset() {
 	c.req.Reset()
-	c.routed, c.quit, c.fan, c.block, c.blockDone, c.evalsha, c.name, c.wait, c.gw, c.raw, c.confirm = false, false, nil, false, nil, nil, "", nil, nil, nil, nil
+	c.routed, c.quit, c.mute, c.fan, c.block, c.blockDone, c.evalsha, c.name, c.wait, c.gw, c.raw, c.confirm = false, false, false, nil, false, nil, nil, "", nil, nil, nil, nil
 	c.sync, c.syncErr, c.seq = c.sync[:0], nil, 0
 	if cap(c.reply) > 4096 {
 		c.reply = nil // do not pin large local replies in the pool
@@ -117,6 +118,9 @@ type session struct {
 	// read buffer is free (readBuffers).
 	dispatched int64
 	bufs       readBuffers
+	// replyOff and skipNext are the CLIENT REPLY mode: every reply muted
+	// until CLIENT REPLY ON, or the next command's.
+	replyOff, skipNext bool
 
 	// writeClock is the last clock reading taken for a written reply, reused
 	// for replies already read from their node by then (see endTime). The
@@ -460,7 +464,9 @@ func (s *session) write(c *call, flush bool) bool {
 	if s.bw == nil {
 		s.bw = s.srv.getWriter(s.cw)
 	}
-	_, err = s.bw.Write(out)
+	if !c.mute || c.confirm != nil { // confirmations go out, as Redis sends them
+		_, err = s.bw.Write(out)
+	}
 	if c.name != "" {
 		end := s.endTime(c)
 		failed := resp.IsError(out)
@@ -549,6 +555,8 @@ func (s *session) dispatch(cmd resp.Command) *call {
 	c.start = s.readAt
 	c.name = "unknown"
 	c.raw = cmd.Raw
+	c.mute = s.replyOff || s.skipNext
+	s.skipNext = false
 	args := cmd.Args
 	name := args[0]
 	if s.currentUser() == nil && !authExempt(name) {
@@ -591,6 +599,9 @@ func (s *session) dispatch(cmd resp.Command) *call {
 	if spec.Policy == command.Gateway && s.tx != nil && s.tx.multi {
 		s.tx.aborted = true
 		return c.fail("ERR '" + spec.Name + "' is a proxy gateway command and cannot run inside MULTI")
+	}
+	if s.srv.pause.on.Load() && spec.Name != "quit" && !s.heldByPause(spec) {
+		return c.fail("ERR proxy: the connection is closing while clients are paused (CLIENT PAUSE): the command was not run")
 	}
 	if s.inTx(spec) {
 		return s.transaction(c, spec, cmd)

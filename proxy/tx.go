@@ -20,6 +20,7 @@ type tx struct {
 	aborted bool     // an error while queuing: EXEC answers EXECABORT
 	held    [][]byte // keyless commands queued before the node was known
 	lost    bool     // the connection broke inside MULTI: only EXEC/DISCARD end it
+	writes  bool     // a queued command writes: a CLIENT PAUSE WRITE holds EXEC
 }
 
 const txLost = "ERR proxy: the transaction was aborted: the connection to the node was lost"
@@ -77,6 +78,9 @@ func (s *session) transaction(c *call, spec *command.Spec, cmd resp.Command) *ca
 		if t.multi {
 			return s.queueError(c, "ERR WATCH inside MULTI is not allowed")
 		}
+	}
+	if t.multi && spec.Flags&(command.Write|command.MayReplicate) != 0 {
+		t.writes = true
 	}
 	// A keyed (or keyless) command for the pinned connection.
 	slot, _, msg := s.slotOf(spec, cmd.Args)

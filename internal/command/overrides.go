@@ -62,13 +62,13 @@ var overrides = map[string]override{
 	"client|info":         {policy: Local},
 	"client|list":         {policy: Local}, // the proxy's own clients
 	"client|help":         {policy: Local},
-	"client|kill":         {policy: Unsupported, reason: whyShared},
-	"client|pause":        {policy: Unsupported, reason: whyShared},
-	"client|unpause":      {policy: Unsupported, reason: whyShared},
+	"client|kill":         {policy: Local},
+	"client|pause":        {policy: Local},
+	"client|unpause":      {policy: Local},
 	"client|unblock":      {policy: Unsupported, reason: whyShared},
 	"client|no-evict":     {policy: Unsupported, reason: whyShared},
 	"client|no-touch":     {policy: Unsupported, reason: whyShared}, // Redis 7.2
-	"client|reply":        {policy: Unsupported, reason: whyShared},
+	"client|reply":        {policy: Local},
 	"client|tracking":     {policy: Unsupported, reason: whyTracking},
 	"client|trackinginfo": {policy: Unsupported, reason: whyTracking},
 	"client|caching":      {policy: Unsupported, reason: whyTracking},

@@ -278,7 +278,8 @@ func TestPolicies(t *testing.T) {
 		{"migrate", Unsupported, NoMerge, 0},
 		{"monitor", Unsupported, NoMerge, 0},
 		{"cluster setslot", Unsupported, NoMerge, 0},
-		{"client kill", Unsupported, NoMerge, 0},
+		{"client kill", Local, NoMerge, 0},
+		{"client unblock", Unsupported, NoMerge, 0},
 	}
 	for _, c := range cases {
 		s := table.Lookup(bargs(strings.Fields(c.args)...))

@@ -1,0 +1,387 @@
+package proxy
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/clusterproxy/clusterproxy/internal/command"
+	"github.com/clusterproxy/clusterproxy/internal/resp"
+)
+
+// This file holds the CLIENT subcommands that act on the proxy's clients
+// rather than on one connection: KILL, PAUSE/UNPAUSE and REPLY. They apply
+// to the proxy's own client connections, never to the shared node
+// connections, and to this proxy instance only.
+
+// actsOnOtherClients reports whether a command the proxy answers itself
+// acts on other clients: a restricted default user may not run it, as it
+// may not run the @admin commands sent to nodes.
+func actsOnOtherClients(name string) bool {
+	return name == "client|kill" || name == "client|pause" || name == "client|unpause"
+}
+
+// pauser holds client commands while a CLIENT PAUSE is in effect. Sessions
+// check on before each command (one atomic load); a held reader waits on
+// the current release channel, which is closed whenever the pause ends or
+// changes, and then checks again.
+type pauser struct {
+	on atomic.Bool // a pause is set; it may have just expired
+
+	mu      sync.Mutex
+	until   time.Time
+	all     bool          // ALL: every command waits; else WRITE: writes wait
+	release chan struct{} // closed when the pause ends or changes
+	timer   *time.Timer
+}
+
+// pause holds commands for d: every command when all is set, else those
+// that write. Like Redis, a later end time already set is kept and the mode
+// is replaced.
+func (p *pauser) pause(d time.Duration, all bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if until := time.Now().Add(d); until.After(p.until) || !p.on.Load() {
+		p.until = until
+	}
+	if p.on.Load() && p.all != all {
+		p.kickLocked() // readers held by ALL may now go on
+	}
+	p.all = all
+	if p.release == nil {
+		p.release = make(chan struct{})
+	}
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	p.timer = time.AfterFunc(time.Until(p.until), p.expire)
+	p.on.Store(true)
+}
+
+// expire ends the pause if its time has come (a later PAUSE may have moved
+// it).
+func (p *pauser) expire() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.on.Load() {
+		return
+	}
+	if left := time.Until(p.until); left > 0 {
+		p.timer = time.AfterFunc(left, p.expire)
+		return
+	}
+	p.endLocked()
+}
+
+// unpause ends the pause at once.
+func (p *pauser) unpause() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.on.Load() {
+		p.endLocked()
+	}
+}
+
+func (p *pauser) endLocked() {
+	if p.timer != nil {
+		p.timer.Stop()
+		p.timer = nil
+	}
+	p.on.Store(false)
+	p.until = time.Time{}
+	if p.release != nil {
+		close(p.release)
+		p.release = nil
+	}
+}
+
+// kick wakes every held reader to check again (its session may be
+// closing).
+func (p *pauser) kick() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.on.Load() {
+		p.kickLocked()
+	}
+}
+
+func (p *pauser) kickLocked() {
+	if p.release != nil {
+		close(p.release)
+	}
+	p.release = make(chan struct{})
+}
+
+// holds returns what a command must wait on before it runs (write: it
+// writes or may replicate), or nil when it may run now.
+func (p *pauser) holds(write bool) <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.on.Load() || (!p.all && !write) {
+		return nil
+	}
+	return p.release
+}
+
+// state is the pause as INFO shows it: "none", "write" or "all", and the
+// time left.
+func (p *pauser) state() (string, time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case !p.on.Load():
+		return "none", 0
+	case p.all:
+		return "all", max(time.Until(p.until), 0)
+	default:
+		return "write", max(time.Until(p.until), 0)
+	}
+}
+
+// pauseWrites reports whether a WRITE pause holds a command: one that
+// writes or may replicate (scripts, PUBLISH, PFCOUNT), WAIT, and EXEC of a
+// transaction that queued such a command.
+func (s *session) pauseWrites(spec *command.Spec) bool {
+	switch spec.Name {
+	case "wait", "waitaof":
+		return true
+	case "exec":
+		return s.tx != nil && s.tx.writes
+	}
+	return spec.Flags&(command.Write|command.MayReplicate) != 0
+}
+
+// heldByPause waits while a CLIENT PAUSE holds the command of spec. It
+// reports false when the session is closing meanwhile (CLIENT KILL, or
+// the proxy shutting down): the command must not run then.
+func (s *session) heldByPause(spec *command.Spec) bool {
+	if s.tx != nil && s.tx.multi && spec.Name != "exec" && spec.Name != "discard" {
+		return true // queued commands are held at EXEC, as Redis holds them
+	}
+	write := s.pauseWrites(spec)
+	for {
+		ch := s.srv.pause.holds(write)
+		if ch == nil {
+			return true
+		}
+		if s.stopped.Load() {
+			return false
+		}
+		<-ch
+	}
+}
+
+// kill closes the client connection of another session: its reader stops,
+// and what it had sent is not answered.
+func (s *session) kill() {
+	s.stopped.Store(true)
+	s.conn.Close()
+	s.srv.pause.kick() // a reader held by a pause sees stopped
+}
+
+// killFilter is a CLIENT KILL filter; zero fields match every client.
+type killFilter struct {
+	id     int64
+	addr   string
+	laddr  string
+	user   string
+	typ    string // "normal" or "pubsub"; "none" matches nobody (master, replica)
+	maxAge time.Duration
+	skipMe bool
+}
+
+func (f *killFilter) matches(s, caller *session) bool {
+	switch {
+	case s.stopped.Load(), // killed already, or the proxy is stopping
+		f.skipMe && s == caller,
+		f.id != 0 && s.id != f.id,
+		f.addr != "" && s.addr != f.addr,
+		f.laddr != "" && s.conn.LocalAddr().String() != f.laddr,
+		f.user != "" && s.userName() != f.user,
+		f.maxAge > 0 && time.Since(s.created) <= f.maxAge:
+		return false
+	}
+	switch f.typ {
+	case "none":
+		return false
+	case "pubsub":
+		return s.pubsubClient()
+	case "normal":
+		return !s.pubsubClient()
+	}
+	return true
+}
+
+// pubsubClient reports whether the client holds subscriptions (read by
+// other sessions).
+func (s *session) pubsubClient() bool {
+	return s.subCounts[0].Load()+s.subCounts[1].Load()+s.subCounts[2].Load() > 0
+}
+
+// clientKill answers CLIENT KILL, in its old form (an address: +OK or an
+// error) and its filter form (a count of clients closed). A client that
+// kills itself gets its reply before the connection closes.
+func (s *session) clientKill(c *call, args [][]byte) *call {
+	if len(args) < 3 {
+		return c.fail("ERR wrong number of arguments for 'client|kill' command")
+	}
+	f := killFilter{skipMe: true}
+	old := len(args) == 3
+	if old {
+		f.addr, f.skipMe = string(args[2]), false
+	} else {
+		if len(args)%2 != 0 {
+			return c.fail("ERR syntax error")
+		}
+		for i := 2; i < len(args); i += 2 {
+			v := string(args[i+1])
+			switch strings.ToLower(string(args[i])) {
+			case "id":
+				id, err := strconv.ParseInt(v, 10, 64)
+				if err != nil || id <= 0 {
+					return c.fail("ERR client-id should be greater than 0")
+				}
+				f.id = id
+			case "addr":
+				f.addr = v
+			case "laddr":
+				f.laddr = v
+			case "user":
+				if s.srv.users.Load().byName[v] == nil {
+					return c.fail("ERR No such user '" + trunc(args[i+1], 128) + "'")
+				}
+				f.user = v
+			case "type":
+				switch t := strings.ToLower(v); t {
+				case "normal", "pubsub":
+					f.typ = t
+				case "master", "slave", "replica":
+					f.typ = "none" // the proxy has no replication clients
+				default:
+					return c.fail("ERR Unknown client type '" + trunc(args[i+1], 128) + "'")
+				}
+			case "skipme":
+				switch strings.ToLower(v) {
+				case "yes":
+					f.skipMe = true
+				case "no":
+					f.skipMe = false
+				default:
+					return c.fail("ERR syntax error")
+				}
+			case "maxage":
+				secs, err := strconv.ParseInt(v, 10, 64)
+				if err != nil || secs < 0 {
+					return c.fail("ERR maxage is not an integer or out of range")
+				}
+				f.maxAge = time.Duration(min(secs, int64(time.Duration(1<<62)/time.Second))) * time.Second
+			default:
+				return c.fail("ERR syntax error")
+			}
+		}
+	}
+	var victims []*session
+	s.srv.mu.Lock()
+	for other := range s.srv.sessions {
+		if f.matches(other, s) {
+			victims = append(victims, other)
+		}
+	}
+	s.srv.mu.Unlock()
+	self := false
+	for _, v := range victims {
+		if v == s {
+			self = true // closed once the reply is written
+			continue
+		}
+		v.kill()
+	}
+	if len(victims) > 0 {
+		s.srv.log.Info("clients killed by CLIENT KILL", "client", s.id, "addr", s.addr, "user", s.userName(), "killed", len(victims))
+	}
+	c.quit = self
+	if old {
+		if len(victims) == 0 {
+			return c.fail("ERR No such client")
+		}
+		c.reply = resp.AppendOK(c.reply)
+		return c
+	}
+	c.reply = resp.AppendInt(c.reply, int64(len(victims)))
+	return c
+}
+
+// clientPause answers CLIENT PAUSE timeout [WRITE|ALL].
+func (s *session) clientPause(c *call, args [][]byte) *call {
+	if len(args) != 3 && len(args) != 4 {
+		return c.fail("ERR wrong number of arguments for 'client|pause' command")
+	}
+	ms, err := strconv.ParseInt(string(args[2]), 10, 64)
+	if err != nil {
+		return c.fail("ERR timeout is not an integer or out of range")
+	}
+	if ms < 0 {
+		return c.fail("ERR timeout is negative")
+	}
+	all := true
+	if len(args) == 4 {
+		switch strings.ToLower(string(args[3])) {
+		case "all":
+		case "write":
+			all = false
+		default:
+			return c.fail("ERR CLIENT PAUSE mode must be WRITE or ALL")
+		}
+	}
+	d := time.Duration(min(ms, int64(time.Duration(1<<62)/time.Millisecond))) * time.Millisecond
+	s.srv.pause.pause(d, all)
+	mode := "write"
+	if all {
+		mode = "all"
+	}
+	s.srv.log.Info("clients paused by CLIENT PAUSE", "client", s.id, "addr", s.addr, "user", s.userName(), "mode", mode, "for", d)
+	c.reply = resp.AppendOK(c.reply)
+	return c
+}
+
+// clientUnpause answers CLIENT UNPAUSE.
+func (s *session) clientUnpause(c *call, args [][]byte) *call {
+	if len(args) != 2 {
+		return c.fail("ERR wrong number of arguments for 'client|unpause' command")
+	}
+	if mode, _ := s.srv.pause.state(); mode != "none" {
+		s.srv.log.Info("clients unpaused by CLIENT UNPAUSE", "client", s.id, "addr", s.addr, "user", s.userName())
+	}
+	s.srv.pause.unpause()
+	c.reply = resp.AppendOK(c.reply)
+	return c
+}
+
+// clientReply answers CLIENT REPLY ON|OFF|SKIP: OFF mutes every later
+// reply until ON, SKIP the next command's; neither is answered itself.
+// Pub/sub messages and subscription confirmations still go out, as Redis
+// sends them.
+func (s *session) clientReply(c *call, args [][]byte) *call {
+	if len(args) != 3 {
+		return c.fail("ERR wrong number of arguments for 'client|reply' command")
+	}
+	switch strings.ToLower(string(args[2])) {
+	case "on":
+		s.replyOff, s.skipNext = false, false
+		c.mute = false
+		c.reply = resp.AppendOK(c.reply)
+	case "off":
+		s.replyOff = true
+		c.mute = true
+	case "skip":
+		if !s.replyOff {
+			s.skipNext = true
+		}
+		c.mute = true
+	default:
+		return c.fail("ERR syntax error")
+	}
+	return c
+}

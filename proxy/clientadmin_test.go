@@ -1,0 +1,341 @@
+package proxy_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clusterproxy/clusterproxy/proxy"
+	"github.com/clusterproxy/clusterproxy/router"
+	"github.com/redis/go-redis/v9"
+)
+
+// closedByProxy waits for the proxy to close c's connection: the next read
+// ends with EOF or a reset, without a reply.
+func (c *frameConn) closedByProxy(tb testing.TB) {
+	tb.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	frame, err := c.rd.ReadReply()
+	if err == nil {
+		tb.Fatalf("expected the connection to be closed, got %q", describeFrame(frame))
+	}
+	if !errors.Is(err, io.EOF) && !strings.Contains(err.Error(), "reset") {
+		tb.Fatalf("expected the connection to be closed, got %v", err)
+	}
+}
+
+// clientID asks the proxy for c's client id.
+func (c *frameConn) clientID(tb testing.TB) string {
+	tb.Helper()
+	c.send(tb, []string{"CLIENT", "ID"})
+	return strings.TrimPrefix(c.next(tb), ":")
+}
+
+// TestClientKill: CLIENT KILL closes the proxy's own client connections,
+// in its old form (an address) and with filters (ID, ADDR, LADDR, USER,
+// TYPE, SKIPME, MAXAGE), answers Redis's errors, releases a blocked
+// client's node connection, and is refused to a restricted default user.
+func TestClientKill(t *testing.T) {
+	p := startProxy(t, shared, proxy.Config{}, router.Options{})
+	ctx := context.Background()
+	admin := dialFrames(t, p.Addr, 2)
+	adminID := admin.clientID(t)
+
+	// Old form: by address, +OK or "No such client".
+	victim := dialFrames(t, p.Addr, 2)
+	victim.clientID(t) // the proxy has seen the connection
+	admin.send(t, []string{"CLIENT", "KILL", victim.LocalAddr().String()})
+	admin.expect(t, 1, "+OK")
+	victim.closedByProxy(t)
+	admin.send(t, []string{"CLIENT", "KILL", victim.LocalAddr().String()})
+	admin.expect(t, 2, "-ERR No such client")
+
+	// Errors, as Redis answers them; nothing is closed.
+	for i, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"CLIENT", "KILL", "ID", "0"}, "-ERR client-id should be greater than 0"},
+		{[]string{"CLIENT", "KILL", "ID", "x"}, "-ERR client-id should be greater than 0"},
+		{[]string{"CLIENT", "KILL", "TYPE", "foo"}, "-ERR Unknown client type 'foo'"},
+		{[]string{"CLIENT", "KILL", "USER", "nobody"}, "-ERR No such user 'nobody'"},
+		{[]string{"CLIENT", "KILL", "ID", "1", "SKIPME", "maybe"}, "-ERR syntax error"},
+		{[]string{"CLIENT", "KILL", "FOO", "bar"}, "-ERR syntax error"},
+		{[]string{"CLIENT", "KILL", "ID", "1", "TYPE"}, "-ERR syntax error"},
+		{[]string{"CLIENT", "KILL", "MAXAGE", "-1"}, "-ERR maxage is not an integer or out of range"},
+		{[]string{"CLIENT", "KILL"}, "-ERR wrong number of arguments for 'client|kill' command"},
+		{[]string{"CLIENT", "KILL", "TYPE", "master"}, ":0"},
+		{[]string{"CLIENT", "KILL", "ID", "99999999"}, ":0"},
+	} {
+		admin.send(t, tc.args)
+		admin.expect(t, i, tc.want)
+	}
+
+	// By ID; by TYPE pubsub (the subscriber only).
+	byID := dialFrames(t, p.Addr, 2)
+	admin.send(t, []string{"CLIENT", "KILL", "ID", byID.clientID(t)})
+	admin.expect(t, 0, ":1")
+	byID.closedByProxy(t)
+	sub := dialFrames(t, p.Addr, 3)
+	sub.send(t, []string{"SUBSCRIBE", "kill:ch"})
+	sub.expect(t, 0, "subscribe kill:ch 1")
+	plain := dialFrames(t, p.Addr, 2)
+	plainID := plain.clientID(t)
+	admin.send(t, []string{"CLIENT", "KILL", "TYPE", "pubsub"})
+	admin.expect(t, 1, ":1")
+	sub.closedByProxy(t)
+	plain.send(t, []string{"PING"})
+	plain.expect(t, 2, "+PONG")
+
+	// A client blocked in BLPOP: killed, its node connection is released
+	// (the node no longer lists a client blocked on the key).
+	blocked := dialFrames(t, p.Addr, 2)
+	blockedID := blocked.clientID(t)
+	blocked.send(t, []string{"BLPOP", "kill:list", "0"})
+	node := redis.NewClient(&redis.Options{Addr: p.Router.MasterOf(router.Slot([]byte("kill:list")))})
+	defer node.Close()
+	waitFor(t, 10*time.Second, "the node to have a client blocked", func() bool {
+		return strings.Contains(node.Info(ctx, "clients").Val(), "blocked_clients:1")
+	})
+	admin.send(t, []string{"CLIENT", "KILL", "ID", blockedID})
+	admin.expect(t, 3, ":1")
+	blocked.closedByProxy(t)
+	waitFor(t, 10*time.Second, "the node connection to be released", func() bool {
+		return strings.Contains(node.Info(ctx, "clients").Val(), "blocked_clients:0")
+	})
+
+	// USER kills every other client of that user, never the caller
+	// (SKIPME yes is the default); MAXAGE only the older ones.
+	young := dialFrames(t, p.Addr, 2)
+	young.send(t, []string{"PING"})
+	young.expect(t, 0, "+PONG")
+	admin.send(t, []string{"CLIENT", "KILL", "USER", "default", "MAXAGE", "3600"})
+	admin.expect(t, 4, ":0")
+	admin.send(t, []string{"CLIENT", "KILL", "USER", "default", "LADDR", young.RemoteAddr().String()})
+	admin.expect(t, 5, ":2") // plain and young
+	young.closedByProxy(t)
+	plain.closedByProxy(t)
+
+	// SKIPME no: the caller gets its reply, then its connection closes.
+	admin.send(t, []string{"CLIENT", "KILL", "ID", adminID, "SKIPME", "no"})
+	admin.expect(t, 6, ":1")
+	admin.closedByProxy(t)
+	if _, err := strconv.Atoi(plainID); err != nil {
+		t.Fatalf("CLIENT ID = %q", plainID)
+	}
+
+	// A restricted default user may not close or pause other clients; it
+	// may still mute its own replies.
+	rp := startProxy(t, shared, proxy.Config{RestrictDefaultUser: true}, router.Options{})
+	r := dialFrames(t, rp.Addr, 2)
+	for i, sub := range []string{"KILL", "PAUSE", "UNPAUSE"} {
+		args := []string{"CLIENT", sub}
+		switch sub {
+		case "KILL":
+			args = append(args, "ID", "1")
+		case "PAUSE":
+			args = append(args, "1000")
+		}
+		r.send(t, args)
+		r.expect(t, i, "-NOPERM this user has no permissions to run the 'client|"+strings.ToLower(sub)+"' command")
+	}
+	r.send(t, []string{"CLIENT", "REPLY", "SKIP"}, []string{"PING"}, []string{"ECHO", "shown"})
+	r.expect(t, 3, "shown")
+}
+
+// pending sends cmds on c and returns a channel that gets their replies
+// once all have come.
+func pending(t *testing.T, c *frameConn, cmds ...[]string) <-chan []string {
+	t.Helper()
+	c.send(t, cmds...)
+	out := make(chan []string, 1)
+	go func() {
+		var got []string
+		for range cmds {
+			frame, err := c.rd.ReadReply()
+			if err != nil {
+				got = append(got, "error: "+err.Error())
+				break
+			}
+			got = append(got, describeFrame(frame))
+		}
+		out <- got
+	}()
+	return out
+}
+
+// notYet checks that nothing arrives on ch for a while: the commands are
+// held.
+func notYet(t *testing.T, ch <-chan []string, what string) {
+	t.Helper()
+	select {
+	case got := <-ch:
+		t.Fatalf("%s ran during the pause: %q", what, got)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// arrives waits for ch's replies and checks them.
+func arrives(t *testing.T, ch <-chan []string, want ...string) {
+	t.Helper()
+	select {
+	case got := <-ch:
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Fatalf("replies %q, want %q", got, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("replies %q did not come", want)
+	}
+}
+
+// TestClientPause: CLIENT PAUSE holds this proxy's clients: WRITE holds
+// commands that write or may replicate (and EXEC of a transaction that
+// queued one) while reads go on, ALL holds every command but CLIENT;
+// pipelines stay in order; the pause ends with CLIENT UNPAUSE or its
+// timeout; a client killed while held never runs its command; and the
+// proxy shuts down without waiting for the pause to end.
+func TestClientPause(t *testing.T) {
+	p := startProxy(t, shared, proxy.Config{}, router.Options{})
+	ctx := context.Background()
+	check := p.client(t, 2)
+	admin := dialFrames(t, p.Addr, 2)
+	step := 0
+	adminDo := func(want string, args ...string) {
+		t.Helper()
+		admin.send(t, args)
+		admin.expect(t, step, want)
+		step++
+	}
+
+	adminDo("-ERR timeout is not an integer or out of range", "CLIENT", "PAUSE", "x")
+	adminDo("-ERR timeout is negative", "CLIENT", "PAUSE", "-1")
+	adminDo("-ERR CLIENT PAUSE mode must be WRITE or ALL", "CLIENT", "PAUSE", "1000", "READ")
+
+	// WRITE: reads go on; a pipeline stops at its first write, in order;
+	// EXEC waits when the transaction writes (queued before the pause here).
+	tx := dialFrames(t, p.Addr, 2)
+	queued := pending(t, tx, []string{"MULTI"}, []string{"INCR", "pause:n"}, []string{"INCR", "pause:n"})
+	arrives(t, queued, "+OK", "+QUEUED", "+QUEUED")
+	adminDo("+OK", "CLIENT", "PAUSE", "60000", "WRITE")
+	if info := check.Info(ctx, "clients").Val(); !strings.Contains(info, "paused_actions:write") {
+		t.Fatalf("INFO clients during a WRITE pause:\n%s", info)
+	}
+	w := dialFrames(t, p.Addr, 2)
+	first := pending(t, w, []string{"GET", "pause:k"})
+	arrives(t, first, "$-1")
+	held := pending(t, w, []string{"SET", "pause:k", "1"}, []string{"GET", "pause:k"}, []string{"PUBLISH", "pause:ch", "x"})
+	notYet(t, held, "SET, GET, PUBLISH")
+	if v, err := check.Get(ctx, "pause:k").Result(); err != redis.Nil {
+		t.Fatalf("GET during the pause = %q, %v; want nil: the SET is held", v, err)
+	}
+	ro := dialFrames(t, p.Addr, 2)
+	roExec := pending(t, ro, []string{"MULTI"}, []string{"GET", "pause:k"}, []string{"EXEC"})
+	arrives(t, roExec, "+OK", "+QUEUED", "*1\r\n$-1") // a transaction that only reads runs
+	exec := pending(t, tx, []string{"EXEC"})
+	notYet(t, exec, "EXEC of a transaction that writes")
+	adminDo("+OK", "CLIENT", "UNPAUSE")
+	arrives(t, held, "+OK", "1", ":0")
+	arrives(t, exec, "1 2")
+
+	// ALL: every command waits except CLIENT, so UNPAUSE still works.
+	adminDo("+OK", "CLIENT", "PAUSE", "60000", "ALL")
+	reads := pending(t, w, []string{"GET", "pause:k"})
+	notYet(t, reads, "GET during an ALL pause")
+	adminDo("+OK", "CLIENT", "PAUSE", "60000", "WRITE") // the mode changes: reads go on
+	arrives(t, reads, "1")
+	adminDo("+OK", "CLIENT", "UNPAUSE")
+	if info := check.Info(ctx, "clients").Val(); !strings.Contains(info, "paused_actions:none") {
+		t.Fatalf("INFO clients after UNPAUSE:\n%s", info)
+	}
+
+	// The pause ends by itself after its timeout.
+	adminDo("+OK", "CLIENT", "PAUSE", "400", "WRITE")
+	start := time.Now()
+	timed := pending(t, w, []string{"SET", "pause:k", "2"})
+	arrives(t, timed, "+OK")
+	if took := time.Since(start); took < 300*time.Millisecond {
+		t.Fatalf("SET answered after %v during a 400 ms pause", took)
+	}
+
+	// A client killed while held: its command never runs.
+	adminDo("+OK", "CLIENT", "PAUSE", "60000", "WRITE")
+	k := dialFrames(t, p.Addr, 2)
+	kID := k.clientID(t)
+	killed := pending(t, k, []string{"SET", "pause:killed", "1"})
+	notYet(t, killed, "SET")
+	adminDo(":1", "CLIENT", "KILL", "ID", kID)
+	select {
+	case got := <-killed:
+		if len(got) != 1 || !strings.HasPrefix(got[0], "error:") {
+			t.Fatalf("killed client got %q", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("killed client still open")
+	}
+	adminDo("+OK", "CLIENT", "UNPAUSE")
+	if n := check.Exists(ctx, "pause:killed").Val(); n != 0 {
+		t.Fatal("the held SET of a killed client ran")
+	}
+
+	// Shutdown does not wait for a long pause.
+	adminDo("+OK", "CLIENT", "PAUSE", "60000", "ALL")
+	last := pending(t, w, []string{"SET", "pause:last", "1"})
+	notYet(t, last, "SET")
+	start = time.Now()
+	p.Server.Close()
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Close took %v while clients were paused", took)
+	}
+	<-last
+	if n := check.Exists(ctx, "pause:last").Val(); n != 0 {
+		t.Fatal("the held SET ran at shutdown")
+	}
+	check.Del(ctx, "pause:k", "pause:n")
+}
+
+// TestClientReply: CLIENT REPLY OFF, SKIP and ON, and RESET, behave as a
+// Redis node's: the same pipeline sent to a node and to the proxy gets the
+// same replies; pub/sub confirmations and messages still arrive.
+func TestClientReply(t *testing.T) {
+	p := startProxy(t, shared, proxy.Config{}, router.Options{})
+	pipeline := [][]string{
+		{"CLIENT", "REPLY", "OFF"},
+		{"ECHO", "muted"},
+		{"GET"}, // an error, muted too
+		{"CLIENT", "REPLY", "FOO"},
+		{"CLIENT", "REPLY", "ON"},
+		{"ECHO", "a"},
+		{"CLIENT", "REPLY", "SKIP"},
+		{"ECHO", "skipped"},
+		{"ECHO", "b"},
+		{"CLIENT", "REPLY", "SKIP"},
+		{"CLIENT", "REPLY", "SKIP"},
+		{"ECHO", "skipped"},
+		{"ECHO", "c"},
+		{"CLIENT", "REPLY", "OFF"},
+		{"RESET"},
+		{"ECHO", "d"},
+		{"CLIENT", "REPLY", "OFF"},
+		{"SUBSCRIBE", "reply:ch"},
+		{"PING"},
+	}
+	want := []string{"+OK", "a", "b", "c", "+RESET", "d", "subscribe reply:ch 1"}
+	for _, addr := range []string{shared.Addrs()[0], p.Addr} {
+		c := dialFrames(t, addr, 2)
+		c.send(t, pipeline...)
+		for i, w := range want {
+			c.expect(t, i, w)
+		}
+		// A message is delivered; the PING before it was muted.
+		pub := redis.NewClient(&redis.Options{Addr: addr})
+		if err := pub.Publish(context.Background(), "reply:ch", "m").Err(); err != nil {
+			t.Fatal(err)
+		}
+		pub.Close()
+		c.expect(t, len(want), "message reply:ch m")
+	}
+}
