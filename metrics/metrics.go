@@ -63,7 +63,7 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "clusterproxy_auth_failures_total", Help: "Failed client authentications."}),
 		slowSubscribers: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "clusterproxy_slow_subscribers_disconnected_total", Help: "Pub/sub clients disconnected because their output queue was full."}),
+			Name: "clusterproxy_slow_subscribers_disconnected_total", Help: "Pub/sub and MONITOR clients disconnected because their output queue was full."}),
 		slowClients: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "clusterproxy_slow_clients_disconnected_total", Help: "Clients disconnected because they accepted no reply bytes within the client write timeout."}),
 		gateway: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -133,7 +133,8 @@ func (m *Metrics) Unsupported(name string) { m.unsupported.WithLabelValues(name)
 // AuthFailure counts a failed AUTH or HELLO AUTH.
 func (m *Metrics) AuthFailure() { m.authFailures.Inc() }
 
-// SlowSubscriber counts a pub/sub client disconnected for not reading.
+// SlowSubscriber counts a pub/sub or MONITOR client disconnected for not
+// reading.
 func (m *Metrics) SlowSubscriber() { m.slowSubscribers.Inc() }
 
 // SlowClient counts a client disconnected by the client write timeout.

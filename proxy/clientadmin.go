@@ -17,10 +17,15 @@ import (
 // connections, and to this proxy instance only.
 
 // actsOnOtherClients reports whether a command the proxy answers itself
-// acts on other clients: a restricted default user may not run it, as it
-// may not run the @admin commands sent to nodes.
+// acts on other clients or sees their commands (MONITOR): a restricted
+// default user may not run it, as it may not run the @admin commands sent
+// to nodes.
 func actsOnOtherClients(name string) bool {
-	return name == "client|kill" || name == "client|pause" || name == "client|unpause"
+	switch name {
+	case "client|kill", "client|pause", "client|unpause", "monitor":
+		return true
+	}
+	return false
 }
 
 // pauser holds client commands while a CLIENT PAUSE is in effect. Sessions

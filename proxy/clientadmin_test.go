@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterproxy/clusterproxy/internal/testcluster"
 	"github.com/clusterproxy/clusterproxy/proxy"
 	"github.com/clusterproxy/clusterproxy/router"
 	"github.com/redis/go-redis/v9"
@@ -277,11 +278,12 @@ func TestClientPause(t *testing.T) {
 		t.Fatal("killed client still open")
 	}
 	adminDo("+OK", "CLIENT", "UNPAUSE")
-	if n := check.Exists(ctx, "pause:killed").Val(); n != 0 {
-		t.Fatal("the held SET of a killed client ran")
+	if n, err := check.Exists(ctx, "pause:killed").Result(); err != nil || n != 0 {
+		t.Fatalf("EXISTS pause:killed = %d, %v: the held SET of a killed client ran", n, err)
 	}
 
 	// Shutdown does not wait for a long pause.
+	check.Del(ctx, "pause:k", "pause:n")
 	adminDo("+OK", "CLIENT", "PAUSE", "60000", "ALL")
 	last := pending(t, w, []string{"SET", "pause:last", "1"})
 	notYet(t, last, "SET")
@@ -291,10 +293,10 @@ func TestClientPause(t *testing.T) {
 		t.Fatalf("Close took %v while clients were paused", took)
 	}
 	<-last
-	if n := check.Exists(ctx, "pause:last").Val(); n != 0 {
-		t.Fatal("the held SET ran at shutdown")
+	cluster := testcluster.NewClusterClient(t, shared)
+	if n, err := cluster.Exists(ctx, "pause:last").Result(); err != nil || n != 0 {
+		t.Fatalf("EXISTS pause:last = %d, %v: the held SET ran at shutdown", n, err)
 	}
-	check.Del(ctx, "pause:k", "pause:n")
 }
 
 // TestClientReply: CLIENT REPLY OFF, SKIP and ON, and RESET, behave as a
@@ -338,4 +340,122 @@ func TestClientReply(t *testing.T) {
 		pub.Close()
 		c.expect(t, len(want), "message reply:ch m")
 	}
+}
+
+// monitorBody strips a MONITOR line's time and client address, leaving
+// the command as shown.
+func monitorBody(tb testing.TB, line string) string {
+	tb.Helper()
+	if !matches(`+??????????.?????? [0 *] *`, line) {
+		tb.Fatalf("not a MONITOR line: %q", line)
+	}
+	_, body, _ := strings.Cut(line, "] ")
+	return body
+}
+
+// TestMonitor: MONITOR through the proxy shows the commands of the proxy's
+// clients in Redis's format, quoted as a node quotes them, with
+// credentials redacted and admin commands left out; RESET ends it; a
+// monitor that does not read is disconnected; a restricted default user
+// may not run it.
+func TestMonitor(t *testing.T) {
+	p := startProxy(t, shared, proxy.Config{MaxPipeline: 64}, router.Options{})
+	odd := "a b\"c\n\x01\\"
+	key := "mon:k"
+
+	// The node's own MONITOR line for the command, for comparison.
+	nodeAddr := p.Router.MasterOf(router.Slot([]byte(key)))
+	nodeMon := dialFrames(t, nodeAddr, 2)
+	nodeMon.send(t, []string{"MONITOR"})
+	nodeMon.expect(t, 0, "+OK")
+	direct := dialFrames(t, nodeAddr, 2)
+	direct.send(t, []string{"SET", key, odd})
+	direct.expect(t, 0, "+OK")
+	want := monitorBody(t, nodeMon.next(t))
+
+	mon := dialFrames(t, p.Addr, 2)
+	mon.send(t, []string{"MONITOR"})
+	mon.expect(t, 0, "+OK")
+	c := dialFrames(t, p.Addr, 2)
+	c.send(t,
+		[]string{"SET", key, odd},
+		[]string{"CLIENT", "KILL", "ID", "99999999"}, // admin: not shown
+		[]string{"AUTH", "someone", "secret"},
+		[]string{"HELLO", "2", "AUTH", "someone", "secret", "SETNAME", "x"},
+		[]string{"GET", key},
+	)
+	for i := 0; i < 5; i++ {
+		c.next(t)
+	}
+	line := mon.next(t)
+	if !strings.Contains(line, "[0 "+c.LocalAddr().String()+"]") {
+		t.Fatalf("MONITOR line %q does not name the client %s", line, c.LocalAddr())
+	}
+	if got := monitorBody(t, line); got != want {
+		t.Fatalf("MONITOR shows %s, the node shows %s", got, want)
+	}
+	for i, want := range []string{
+		`"AUTH" "(redacted)" "(redacted)"`,
+		`"HELLO" "2" "AUTH" "(redacted)" "(redacted)" "SETNAME" "x"`,
+		`"GET" "mon:k"`,
+	} {
+		if got := monitorBody(t, mon.next(t)); got != want {
+			t.Fatalf("MONITOR line %d: %s, want %s", i, got, want)
+		}
+	}
+
+	// Long arguments are cut, as in the slow log.
+	c.send(t, []string{"ECHO", strings.Repeat("y", 200)})
+	c.next(t)
+	if got, want := monitorBody(t, mon.next(t)), `"ECHO" "`+strings.Repeat("y", 128)+`... (72 more bytes)"`; got != want {
+		t.Fatalf("MONITOR line %s, want %s", got, want)
+	}
+
+	// RESET ends MONITOR: the next frame is PING's reply, not a line.
+	mon.send(t, []string{"RESET"})
+	mon.expect(t, 1, "+RESET")
+	c.send(t, []string{"ECHO", "unseen"})
+	c.expect(t, 0, "unseen")
+	mon.send(t, []string{"PING"})
+	mon.expect(t, 2, "+PONG")
+
+	// A monitor that does not read is disconnected once its queue (4
+	// MaxPipelines of lines beyond what the sockets hold) is full: 20 MB
+	// of lines here.
+	slow := dialFrames(t, p.Addr, 2)
+	slow.send(t, []string{"MONITOR"})
+	slow.expect(t, 0, "+OK")
+	flood := dialFrames(t, p.Addr, 2)
+	big := strings.Repeat("x", 120)
+	for range 80 {
+		cmds := make([][]string, 2000)
+		for i := range cmds {
+			cmds[i] = []string{"ECHO", big}
+		}
+		flood.send(t, cmds...)
+		for range cmds {
+			flood.next(t)
+		}
+	}
+	_ = slow.SetReadDeadline(time.Now().Add(20 * time.Second))
+	lines := 0
+	for {
+		// The lines the socket held, then the end.
+		if _, err := slow.rd.ReadReply(); err != nil {
+			if !errors.Is(err, io.EOF) && !strings.Contains(err.Error(), "reset") {
+				t.Fatalf("after %d lines: %v, want the connection closed", lines, err)
+			}
+			break
+		}
+		lines++
+	}
+	t.Logf("the slow monitor was disconnected after %d lines", lines)
+
+	// A restricted default user may not watch other clients' commands.
+	rp := startProxy(t, shared, proxy.Config{RestrictDefaultUser: true}, router.Options{})
+	r := dialFrames(t, rp.Addr, 2)
+	r.send(t, []string{"MONITOR"})
+	r.expect(t, 0, "-NOPERM this user has no permissions to run the 'monitor' command")
+	_ = nodeMon.Close()
+	_ = direct.Close()
 }

@@ -43,6 +43,8 @@ func (s *session) local(c *call, spec *command.Spec, args [][]byte) *call {
 	case "quit":
 		c.reply = resp.AppendOK(c.reply)
 		c.quit = true
+	case "monitor":
+		return s.monitor(c)
 	case "select":
 		n, err := strconv.ParseInt(string(args[1]), 10, 64)
 		switch {
@@ -74,6 +76,7 @@ func (s *session) local(c *call, spec *command.Spec, args [][]byte) *call {
 		s.userLabel.Store(nil)
 		s.name.Store(nil)
 		s.replyOff, s.skipNext, c.mute = false, false, false
+		s.stopMonitor()
 		c.reply = resp.AppendSimple(c.reply, "RESET")
 	case "info":
 		return s.info(c, args[1:])

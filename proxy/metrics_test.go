@@ -78,7 +78,7 @@ func TestMetrics(t *testing.T) {
 		raw.do(t, "GET", "metrics:k")
 	}
 	raw.do(t, "NOSUCH")
-	raw.do(t, "MONITOR")
+	raw.do(t, "DEBUG", "SLEEP", "0")
 	checks := []struct {
 		name   string
 		labels map[string]string
@@ -90,7 +90,7 @@ func TestMetrics(t *testing.T) {
 		{"clusterproxy_commands_total", map[string]string{"command": "auth", "status": "ok"}, 1},
 		{"clusterproxy_commands_total", map[string]string{"command": "unknown", "status": "error"}, 1},
 		{"clusterproxy_command_duration_seconds", map[string]string{"command": "set"}, 10},
-		{"clusterproxy_unsupported_commands_total", map[string]string{"command": "monitor"}, 1},
+		{"clusterproxy_unsupported_commands_total", map[string]string{"command": "debug"}, 1},
 		{"clusterproxy_auth_failures_total", nil, 1},
 		{"clusterproxy_client_connections", nil, 1},
 		{"clusterproxy_client_connections_total", nil, 1},

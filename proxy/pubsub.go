@@ -648,7 +648,7 @@ func (p *subs) read(sc *subConn) {
 		kind, name := pubsubFrame(frame)
 		if !failed && !isConfirmation(kind) {
 			// A message: nothing to account for, forwarded as it is.
-			if !p.s.push(frame) {
+			if !p.s.push(frame, int32(p.s.srv.cfg.MaxPipeline)) {
 				return
 			}
 			continue
@@ -879,15 +879,16 @@ func (p *subs) close() {
 	p.wg.Wait()
 }
 
-// push queues a frame from a subscriber connection for the client. The
-// queue is bounded: a client that does not read its messages fast enough is
-// disconnected rather than buffered without limit. It reports false then.
-func (s *session) push(frame []byte) bool {
-	if s.queued.Add(1) > int32(s.srv.cfg.MaxPipeline) {
+// push queues a frame from a subscriber connection (or a MONITOR line)
+// for the client. The queue is bounded by limit frames: a client that does
+// not read fast enough is disconnected rather than buffered without limit.
+// It reports false then.
+func (s *session) push(frame []byte, limit int32) bool {
+	if s.queued.Add(1) > limit {
 		s.queued.Add(-1)
 		s.srv.obs.SlowSubscriber()
-		s.srv.log.Warn("disconnecting a slow pub/sub client: its output queue is full",
-			"client", s.id, "addr", s.conn.RemoteAddr().String(), "limit", s.srv.cfg.MaxPipeline)
+		s.srv.log.Warn("disconnecting a slow pub/sub or MONITOR client: its output queue is full",
+			"client", s.id, "addr", s.conn.RemoteAddr().String(), "limit", limit)
 		s.conn.Close()
 		return false
 	}

@@ -171,7 +171,8 @@ type Server struct {
 	writeTimeout atomic.Int64 // nanoseconds; ClientWriteTimeout
 	slow         slowlog
 
-	pause pauser // CLIENT PAUSE
+	pause    pauser   // CLIENT PAUSE
+	monitors monitors // sessions in MONITOR mode
 
 	mu        sync.Mutex // guards listeners, sessions, closing
 	listeners map[net.Listener]struct{}

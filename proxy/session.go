@@ -121,6 +121,9 @@ type session struct {
 	// replyOff and skipNext are the CLIENT REPLY mode: every reply muted
 	// until CLIENT REPLY ON, or the next command's.
 	replyOff, skipNext bool
+	// monitoring is set by MONITOR; monitorOn once the session is in the
+	// server's monitors (after MONITOR's +OK is queued).
+	monitoring, monitorOn bool
 
 	// writeClock is the last clock reading taken for a written reply, reused
 	// for replies already read from their node by then (see endTime). The
@@ -207,6 +210,7 @@ func (s *session) readLoop() {
 		if s.subs != nil {
 			s.subs.close() // before pending closes: subscribers push into it
 		}
+		s.stopMonitor() // so do monitors
 	}()
 	rd := resp.NewReader(newIdleConn(s.conn), s.srv.cfg.Limits)
 	s.bufs = readBuffers{s: s, pool: &s.srv.readBufs, size: s.srv.readBufSize}
@@ -223,7 +227,7 @@ func (s *session) readLoop() {
 		fresh := rd.Buffered() == 0 // this command needs a read from the socket
 		cmd, err := rd.ReadCommand()
 		if err != nil {
-			if idleSet && isTimeout(err) && !s.stopped.Load() && (s.queued.Load() > 0 || s.subscribed()) {
+			if idleSet && isTimeout(err) && !s.stopped.Load() && (s.queued.Load() > 0 || s.subscribed() || s.monitoring) {
 				// Idle, but waiting for replies (a long CACHE.GET WAIT, a
 				// slow script) or for messages: like Redis's timeout, which
 				// spares blocked and pub/sub clients, that is not
@@ -263,7 +267,7 @@ func (s *session) readLoop() {
 			s.readAt = time.Time{}
 			continue
 		}
-		if !c.quit && c.gw == nil && rd.Buffered() == 0 && s.queued.Load() == 0 && s.subs == nil {
+		if !c.quit && c.gw == nil && rd.Buffered() == 0 && s.queued.Load() == 0 && s.subs == nil && !s.monitoring {
 			// A client that sent one command and waits for its reply (no
 			// pipeline behind it): answer it here, sparing the hand-off to
 			// the writer goroutine. Commands that arrive together still go
@@ -281,6 +285,11 @@ func (s *session) readLoop() {
 		s.hand(c)
 		if quit {
 			return
+		}
+		if s.monitoring && !s.monitorOn {
+			// After MONITOR's +OK: the lines come after it.
+			s.srv.monitors.add(s)
+			s.monitorOn = true
 		}
 	}
 }
@@ -568,6 +577,7 @@ func (s *session) dispatch(cmd resp.Command) *call {
 			if msg := s.denied(spec, args); msg != "" {
 				return c.fail(msg)
 			}
+			s.feedMonitors(spec, args)
 		}
 		return s.client(c, args)
 	}
@@ -603,6 +613,10 @@ func (s *session) dispatch(cmd resp.Command) *call {
 	if s.srv.pause.on.Load() && spec.Name != "quit" && !s.heldByPause(spec) {
 		return c.fail("ERR proxy: the connection is closing while clients are paused (CLIENT PAUSE): the command was not run")
 	}
+	if spec.Name == "reset" {
+		s.stopMonitor() // a monitor does not see its own RESET, as with Redis
+	}
+	s.feedMonitors(spec, args)
 	if s.inTx(spec) {
 		return s.transaction(c, spec, cmd)
 	}

@@ -52,6 +52,9 @@ var overrides = map[string]override{
 	// master holding every slot), like it does for CLUSTER.
 	"info": {policy: Local},
 	"role": {policy: Local},
+	// MONITOR shows the commands of the proxy's clients, as it would show
+	// a node's.
+	"monitor": {policy: Local},
 
 	// CLIENT: the proxy answers what concerns the client's own connection
 	// and refuses what would act on shared backend connections.
@@ -198,7 +201,6 @@ var overrides = map[string]override{
 	"restore-asking": {policy: Unsupported, reason: "it is internal to MIGRATE"},
 	"move":           {policy: Unsupported, reason: whyDB},
 	"swapdb":         {policy: Unsupported, reason: whyDB},
-	"monitor":        {policy: Unsupported, reason: "it streams one node's traffic: run it on the nodes directly"},
 	"sync":           {policy: Unsupported, reason: whyReplication},
 	"psync":          {policy: Unsupported, reason: whyReplication},
 	"replconf":       {policy: Unsupported, reason: whyReplication},

@@ -276,7 +276,7 @@ func TestPolicies(t *testing.T) {
 		{"ssubscribe", PubSub, NoMerge, 0},
 		{"scan", Scan, NoMerge, 0},
 		{"migrate", Unsupported, NoMerge, 0},
-		{"monitor", Unsupported, NoMerge, 0},
+		{"monitor", Local, NoMerge, 0},
 		{"cluster setslot", Unsupported, NoMerge, 0},
 		{"client kill", Local, NoMerge, 0},
 		{"client unblock", Unsupported, NoMerge, 0},
