@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"cmp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -388,5 +390,102 @@ func (s *session) clientReply(c *call, args [][]byte) *call {
 	default:
 		return c.fail("ERR syntax error")
 	}
+	return c
+}
+
+// Client state flags, as CLIENT LIST shows them.
+const (
+	flagBlocked uint32 = 1 << iota // b: waiting in a blocking command
+	flagMulti                      // x: inside MULTI
+	flagMonitor                    // O: in MONITOR mode
+)
+
+// setFlag sets or clears a state flag; only the session's reader calls it.
+func (s *session) setFlag(f uint32, on bool) {
+	v := s.flags.Load()
+	if on {
+		v |= f
+	} else {
+		v &^= f
+	}
+	s.flags.Store(v)
+}
+
+// setProto sets the client's protocol version.
+func (s *session) setProto(proto int) {
+	s.proto = proto
+	s.protoShown.Store(int32(proto))
+}
+
+// flagLetters renders the state flags as Redis's CLIENT LIST does: O
+// monitor, P pub/sub, x MULTI, b blocked, N none.
+func (s *session) flagLetters() string {
+	f := s.flags.Load()
+	var b []byte
+	if f&flagMonitor != 0 {
+		b = append(b, 'O')
+	}
+	if s.pubsubClient() {
+		b = append(b, 'P')
+	}
+	if f&flagMulti != 0 {
+		b = append(b, 'x')
+	}
+	if f&flagBlocked != 0 {
+		b = append(b, 'b')
+	}
+	if len(b) == 0 {
+		return "N"
+	}
+	return string(b)
+}
+
+// clientList answers CLIENT LIST [TYPE normal|master|replica|pubsub] or
+// CLIENT LIST ID id [id ...], in id order.
+func (s *session) clientList(c *call, args [][]byte) *call {
+	typ := ""
+	var ids map[int64]bool
+	switch {
+	case len(args) == 2:
+	case len(args) == 4 && strings.EqualFold(string(args[2]), "type"):
+		switch t := strings.ToLower(string(args[3])); t {
+		case "normal", "pubsub":
+			typ = t
+		case "master", "slave", "replica":
+			typ = "none"
+		default:
+			return c.fail("ERR Unknown client type '" + trunc(args[3], 128) + "'")
+		}
+	case len(args) > 3 && strings.EqualFold(string(args[2]), "id"):
+		ids = map[int64]bool{}
+		for _, a := range args[3:] {
+			id, err := strconv.ParseInt(string(a), 10, 64)
+			if err != nil || id <= 0 {
+				return c.fail("ERR Invalid client ID")
+			}
+			ids[id] = true
+		}
+	default:
+		return c.fail("ERR syntax error")
+	}
+	var list []*session
+	s.srv.mu.Lock()
+	for other := range s.srv.sessions {
+		switch {
+		case ids != nil && !ids[other.id],
+			typ == "none",
+			typ == "pubsub" && !other.pubsubClient(),
+			typ == "normal" && other.pubsubClient():
+			continue
+		}
+		list = append(list, other)
+	}
+	s.srv.mu.Unlock()
+	slices.SortFunc(list, func(a, b *session) int { return cmp.Compare(a.id, b.id) })
+	var sb strings.Builder
+	for _, other := range list {
+		sb.WriteString(other.clientLine())
+	}
+	c.reply = resp.AppendVerbatim(c.reply, sb.String(), s.proto)
 	return c
 }

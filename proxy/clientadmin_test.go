@@ -459,3 +459,97 @@ func TestMonitor(t *testing.T) {
 	_ = nodeMon.Close()
 	_ = direct.Close()
 }
+
+// TestClientList: CLIENT LIST and CLIENT INFO show each proxy client's
+// state as Redis does (idle time, flags O/P/x/b/N, last command, protocol),
+// CLIENT LIST filters by TYPE and ID with Redis's errors, and go-redis
+// parses CLIENT INFO.
+func TestClientList(t *testing.T) {
+	p := startProxy(t, shared, proxy.Config{}, router.Options{})
+	ctx := context.Background()
+	plain := dialFrames(t, p.Addr, 2)
+	plainID := plain.clientID(t)
+	sub := dialFrames(t, p.Addr, 3)
+	subID := sub.clientID(t)
+	sub.send(t, []string{"CLIENT", "SETNAME", "listener"}, []string{"SUBSCRIBE", "list:ch"})
+	sub.expect(t, 0, "+OK")
+	sub.expect(t, 1, "subscribe list:ch 1")
+	tx := dialFrames(t, p.Addr, 2)
+	txID := tx.clientID(t)
+	tx.send(t, []string{"MULTI"}, []string{"INCR", "list:n"})
+	tx.expect(t, 0, "+OK")
+	tx.expect(t, 1, "+QUEUED")
+	blocked := dialFrames(t, p.Addr, 2)
+	blockedID := blocked.clientID(t)
+	blocked.send(t, []string{"BLPOP", "list:l", "0"})
+	mon := dialFrames(t, p.Addr, 2)
+	monID := mon.clientID(t)
+	mon.send(t, []string{"MONITOR"})
+	mon.expect(t, 0, "+OK")
+	time.Sleep(1100 * time.Millisecond) // so that idle shows 1 s
+
+	admin := dialFrames(t, p.Addr, 2)
+	adminID := admin.clientID(t)
+	list := func(args ...string) string {
+		t.Helper()
+		admin.send(t, append([]string{"CLIENT", "LIST"}, args...))
+		return admin.next(t)
+	}
+	var got string
+	waitFor(t, 10*time.Second, "the blocked client to show flags=b", func() bool {
+		got = list()
+		return strings.Contains(got, "id="+blockedID+" ") && strings.Contains(got, " flags=b ")
+	})
+	want := []string{
+		`id=` + plainID + ` addr=` + plain.LocalAddr().String() + ` laddr=* name= age=? idle=1 flags=N db=0 sub=0 psub=0 ssub=0 cmd=client|id user=default resp=2`,
+		`id=` + subID + ` addr=* laddr=* name=listener age=? idle=1 flags=P db=0 sub=1 psub=0 ssub=0 cmd=subscribe user=default resp=3`,
+		`id=` + txID + ` addr=* laddr=* name= age=? idle=1 flags=x db=0 sub=0 psub=0 ssub=0 cmd=incr user=default resp=2`,
+		`id=` + blockedID + ` addr=* laddr=* name= age=? idle=1 flags=b db=0 sub=0 psub=0 ssub=0 cmd=blpop user=default resp=2`,
+		`id=` + monID + ` addr=* laddr=* name= age=? idle=1 flags=O db=0 sub=0 psub=0 ssub=0 cmd=monitor user=default resp=2`,
+		`id=` + adminID + ` addr=* laddr=* name= age=? idle=0 flags=N db=0 sub=0 psub=0 ssub=0 cmd=client|list user=default resp=2`,
+	}
+	lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("CLIENT LIST has %d lines, want %d:\n%s", len(lines), len(want), got)
+	}
+	for i, w := range want {
+		if !matches(w, lines[i]) {
+			t.Fatalf("CLIENT LIST line %d:\n%s\nwant\n%s", i, lines[i], w)
+		}
+	}
+
+	// Filters, and Redis's errors.
+	if got := list("TYPE", "pubsub"); !strings.HasPrefix(got, "id="+subID+" ") || strings.Count(got, "\n") != 1 {
+		t.Fatalf("CLIENT LIST TYPE pubsub:\n%s", got)
+	}
+	if got := list("TYPE", "normal"); strings.Count(got, "\n") != 5 || strings.Contains(got, "id="+subID+" ") {
+		t.Fatalf("CLIENT LIST TYPE normal:\n%s", got)
+	}
+	if got := list("TYPE", "replica"); got != "" {
+		t.Fatalf("CLIENT LIST TYPE replica: %q", got)
+	}
+	if got := list("ID", txID, plainID, "99999999"); !matches("id="+plainID+" *\nid="+txID+" *\n", got) || strings.Count(got, "\n") != 2 {
+		t.Fatalf("CLIENT LIST ID:\n%s", got)
+	}
+	for _, tc := range []struct{ args, want string }{
+		{"TYPE foo", "-ERR Unknown client type 'foo'"},
+		{"ID x", "-ERR Invalid client ID"},
+		{"ID", "-ERR syntax error"},
+		{"FOO", "-ERR syntax error"},
+	} {
+		if got := list(strings.Fields(tc.args)...); got != tc.want {
+			t.Fatalf("CLIENT LIST %s: %q, want %q", tc.args, got, tc.want)
+		}
+	}
+
+	// go-redis parses CLIENT INFO.
+	info, err := p.client(t, 3).ClientInfo(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Resp != 3 || info.User != "default" || info.ID <= 0 {
+		t.Fatalf("CLIENT INFO parsed as %+v", info)
+	}
+	tx.send(t, []string{"DISCARD"})
+	tx.expect(t, 2, "+OK")
+}

@@ -71,7 +71,7 @@ func (s *session) local(c *call, spec *command.Spec, args [][]byte) *call {
 			}
 		}
 		s.endTx(false)
-		s.proto = resp.RESP2
+		s.setProto(resp.RESP2)
 		s.access = s.srv.initialAuth()
 		s.userLabel.Store(nil)
 		s.name.Store(nil)
@@ -168,7 +168,7 @@ func (s *session) hello(c *call, args [][]byte) *call {
 		n := string(name)
 		s.name.Store(&n)
 	}
-	s.proto = proto
+	s.setProto(proto)
 	b := resp.AppendMapHeader(c.reply, 7, proto)
 	b = resp.AppendBulkString(b, "server")
 	b = resp.AppendBulkString(b, "redis")
@@ -232,17 +232,11 @@ func (s *session) client(c *call, args [][]byte) *call {
 	case "info":
 		c.reply = resp.AppendVerbatim(c.reply, s.clientLine(), s.proto)
 	case "list":
-		var sb strings.Builder
-		s.srv.mu.Lock()
-		for other := range s.srv.sessions {
-			sb.WriteString(other.clientLine())
-		}
-		s.srv.mu.Unlock()
-		c.reply = resp.AppendVerbatim(c.reply, sb.String(), s.proto)
+		return s.clientList(c, args)
 	case "help":
 		lines := []string{
 			"CLIENT <subcommand> [<arg> ...]. Subcommands answered by the proxy:",
-			"ID", "GETNAME", "SETNAME <name>", "SETINFO <attr> <value>", "INFO", "LIST",
+			"ID", "GETNAME", "SETNAME <name>", "SETINFO <attr> <value>", "INFO", "LIST [TYPE normal|pubsub] | LIST ID id [id ...]",
 			"KILL <ip:port> | KILL [ID id] [ADDR ip:port] [LADDR ip:port] [USER name] [TYPE normal|pubsub] [SKIPME yes|no] [MAXAGE secs]",
 			"PAUSE <milliseconds> [WRITE|ALL] (this proxy's clients)", "UNPAUSE", "REPLY ON|OFF|SKIP",
 		}
@@ -270,20 +264,35 @@ func (s *session) client(c *call, args [][]byte) *call {
 	return c
 }
 
+// clientLine is the session's line of CLIENT LIST and CLIENT INFO, with
+// Redis's fields that mean something for a proxy client. Other sessions
+// read it, so it uses only their atomics and fields fixed at creation.
 func (s *session) clientLine() string {
 	name := ""
 	if n := s.name.Load(); n != nil {
 		name = *n
 	}
+	now := time.Now()
+	last := s.created
+	if at := s.lastCmdAt.Load(); at != 0 {
+		last = time.Unix(0, at)
+	}
+	cmd := "NULL"
+	if c := s.lastCmd.Load(); c != nil {
+		cmd = *c
+	}
 	return "id=" + strconv.FormatInt(s.id, 10) +
-		" addr=" + s.conn.RemoteAddr().String() +
+		" addr=" + s.addr +
 		" laddr=" + s.conn.LocalAddr().String() +
 		" name=" + name +
-		" age=" + strconv.Itoa(int(time.Since(s.created).Seconds())) +
+		" age=" + strconv.Itoa(int(now.Sub(s.created).Seconds())) +
+		" idle=" + strconv.Itoa(int(max(now.Sub(last), 0).Seconds())) +
+		" flags=" + s.flagLetters() +
 		" db=0 sub=" + strconv.Itoa(int(s.subCounts[0].Load())) +
 		" psub=" + strconv.Itoa(int(s.subCounts[1].Load())) +
 		" ssub=" + strconv.Itoa(int(s.subCounts[2].Load())) +
-		" user=" + s.userName() + " resp=" + strconv.Itoa(s.proto) + "\n"
+		" cmd=" + cmd +
+		" user=" + s.userName() + " resp=" + strconv.Itoa(int(s.protoShown.Load())) + "\n"
 }
 
 // announce is the address the proxy presents as the cluster's only node.

@@ -155,6 +155,7 @@ func (s *session) monitor(c *call) *call {
 func (s *session) stopMonitor() {
 	if s.monitorOn {
 		s.srv.monitors.remove(s)
+		s.setFlag(flagMonitor, false)
 	}
 	s.monitoring, s.monitorOn = false, false
 }

@@ -143,11 +143,19 @@ type session struct {
 	// subCounts are the client's channels, patterns and shard channels, as
 	// CLIENT LIST shows them (sub, psub, ssub); kept by subs.apply.
 	subCounts [3]atomic.Int32
+	// For CLIENT LIST of other sessions: the last command's name and when
+	// it arrived (unix nanoseconds; 0: none yet), and the state flags
+	// (clientFlag bits).
+	lastCmd   atomic.Pointer[string]
+	lastCmdAt atomic.Int64
+	flags     atomic.Uint32
+	// protoShown is proto, for CLIENT LIST of other sessions.
+	protoShown atomic.Int32
 }
 
 func newSession(srv *Server, conn net.Conn, id int64) *session {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &session{
+	s := &session{
 		ctx:     ctx,
 		cancel:  cancel,
 		srv:     srv,
@@ -162,6 +170,8 @@ func newSession(srv *Server, conn net.Conn, id int64) *session {
 		keys:    make([]int, 0, 16),
 		gone:    make(chan struct{}),
 	}
+	s.protoShown.Store(resp.RESP2)
+	return s
 }
 
 // stopReading makes the reader stop after the command it is reading; the
@@ -248,6 +258,7 @@ func (s *session) readLoop() {
 			// One clock reading per read burst: the commands it brought
 			// all arrived then.
 			s.readAt = time.Now()
+			s.lastCmdAt.Store(s.readAt.UnixNano())
 		}
 		c := s.dispatch(cmd)
 		s.dispatched++
@@ -258,8 +269,11 @@ func (s *session) readLoop() {
 			// still watched, so that leaving releases the node connection.
 			done := make(chan struct{})
 			c.blockDone = done
+			s.setFlag(flagBlocked, true)
 			s.hand(c)
-			if !s.waitBlocked(rd, done) {
+			ok := s.waitBlocked(rd, done)
+			s.setFlag(flagBlocked, false)
+			if !ok {
 				return
 			}
 			// What arrived while blocked is timed from now, not from the
@@ -290,6 +304,7 @@ func (s *session) readLoop() {
 			// After MONITOR's +OK: the lines come after it.
 			s.srv.monitors.add(s)
 			s.monitorOn = true
+			s.setFlag(flagMonitor, true)
 		}
 	}
 }
@@ -574,6 +589,7 @@ func (s *session) dispatch(cmd resp.Command) *call {
 	if bytes.EqualFold(name, []byte("client")) {
 		c.name = "client"
 		if spec := s.srv.table.Lookup(args); spec != nil {
+			s.lastCmd.Store(&spec.Name)
 			if msg := s.denied(spec, args); msg != "" {
 				return c.fail(msg)
 			}
@@ -584,6 +600,7 @@ func (s *session) dispatch(cmd resp.Command) *call {
 	spec := s.lookup(args)
 	if spec != nil {
 		c.name = spec.Name
+		s.lastCmd.Store(&spec.Name)
 	}
 	if spec == nil {
 		if s.tx != nil && s.tx.multi {

@@ -48,6 +48,7 @@ func (s *session) transaction(c *call, spec *command.Spec, cmd resp.Command) *ca
 			return c.fail("ERR MULTI calls can not be nested")
 		}
 		t.multi = true
+		s.setFlag(flagMulti, true)
 		c.reply = resp.AppendOK(c.reply)
 		return c
 	case "exec":
@@ -213,6 +214,7 @@ func (s *session) endTx(clean bool) {
 		}
 	}
 	s.tx = nil
+	s.setFlag(flagMulti, false)
 }
 
 // txPin makes sure the transaction has its connection (to the master of
