@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"cmp"
 	"slices"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/clusterproxy/clusterproxy/internal/command"
 	"github.com/clusterproxy/clusterproxy/internal/resp"
+	"github.com/clusterproxy/clusterproxy/router"
 )
 
 // This file holds the CLIENT subcommands that act on the proxy's clients
@@ -24,7 +26,7 @@ import (
 // to nodes.
 func actsOnOtherClients(name string) bool {
 	switch name {
-	case "client|kill", "client|pause", "client|unpause", "monitor":
+	case "client|kill", "client|pause", "client|unpause", "client|unblock", "monitor":
 		return true
 	}
 	return false
@@ -488,4 +490,116 @@ func (s *session) clientList(c *call, args [][]byte) *call {
 	}
 	c.reply = resp.AppendVerbatim(c.reply, sb.String(), s.proto)
 	return c
+}
+
+// clientUnblock answers CLIENT UNBLOCK id [TIMEOUT|ERROR] for a proxy
+// client blocked in BLPOP, XREAD BLOCK and the like: the node connection
+// its command waits on is found on the node (CLIENT LIST, by the
+// connection's address) and unblocked there, so the node answers the
+// command as Redis does (a timeout's reply, or -UNBLOCKED). The connection
+// is never pooled again, so the unblocking can only reach that command.
+// It answers 1 when a command was unblocked, else 0.
+func (s *session) clientUnblock(c *call, args [][]byte) *call {
+	if len(args) != 3 && len(args) != 4 {
+		return c.fail("ERR wrong number of arguments for 'client|unblock' command")
+	}
+	id, err := strconv.ParseInt(string(args[2]), 10, 64)
+	if err != nil {
+		return c.fail("ERR value is not an integer or out of range")
+	}
+	mode := "TIMEOUT"
+	if len(args) == 4 {
+		switch strings.ToLower(string(args[3])) {
+		case "timeout":
+		case "error":
+			mode = "ERROR"
+		default:
+			return c.fail("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+		}
+	}
+	var target *session
+	s.srv.mu.Lock()
+	for other := range s.srv.sessions {
+		if other.id == id {
+			target = other
+			break
+		}
+	}
+	s.srv.mu.Unlock()
+	n, msg := s.unblock(target, mode)
+	if msg != "" {
+		return c.fail(msg)
+	}
+	c.reply = resp.AppendInt(c.reply, n)
+	return c
+}
+
+// unblock unblocks target's blocking command on its node; it returns 0
+// when target runs none, or an error message.
+func (s *session) unblock(target *session, mode string) (int64, string) {
+	if target == nil {
+		return 0, ""
+	}
+	req := target.blockReq.Load()
+	if req == nil {
+		return 0, ""
+	}
+	d := req.BlockedOn()
+	if d == nil {
+		return 0, ""
+	}
+	d.NoReuse()
+	if target.blockReq.Load() != req || req.BlockedOn() != d {
+		return 0, "" // it ended meanwhile
+	}
+	list, msg := s.nodeDo(d.Addr(), "CLIENT", "LIST", "TYPE", "normal")
+	if msg != "" {
+		return 0, msg
+	}
+	nodeID := ""
+	want := " addr=" + d.LocalAddr() + " "
+	for _, line := range strings.Split(string(list), "\n") {
+		if strings.Contains(line, want) && strings.HasPrefix(line, "id=") {
+			nodeID, _, _ = strings.Cut(strings.TrimPrefix(line, "id="), " ")
+			break
+		}
+	}
+	if nodeID == "" {
+		return 0, "" // the connection is gone: the command ended
+	}
+	reply, msg := s.nodeDo(d.Addr(), "CLIENT", "UNBLOCK", nodeID, mode)
+	if msg != "" {
+		return 0, msg
+	}
+	n, err := strconv.ParseInt(string(reply), 10, 64)
+	if err != nil {
+		return 0, "ERR proxy: unexpected reply to CLIENT UNBLOCK from node " + d.Addr()
+	}
+	if n > 0 {
+		s.srv.log.Info("client unblocked by CLIENT UNBLOCK", "client", s.id, "addr", s.addr, "user", s.userName(), "unblocked", target.id, "mode", mode)
+	}
+	return n, ""
+}
+
+// nodeDo runs a command on the node at addr through the shared pipelines
+// and returns its reply's value (a bulk string's or an integer's bytes),
+// or an error message naming the node.
+func (s *session) nodeDo(addr string, args ...string) ([]byte, string) {
+	req := router.NewRequest()
+	req.Frame = resp.AppendCommandStrings(nil, args...)
+	req.Addr = addr
+	req.Conn = int(s.id)
+	req.Proto = resp.RESP2
+	req.Resendable = true
+	s.srv.router.Do(req)
+	switch {
+	case req.Err != nil:
+		return nil, "ERR proxy: " + strings.ToLower(args[0]) + " on node " + addr + ": " + req.Err.Error()
+	case resp.IsError(req.Reply):
+		return nil, "ERR proxy: node " + addr + " refused " + args[0] + " " + args[1] + ": " + string(resp.ErrorText(req.Reply))
+	}
+	if v, ok := resp.BulkValue(req.Reply); ok {
+		return v, ""
+	}
+	return bytes.TrimSpace(bytes.TrimPrefix(req.Reply, []byte(":"))), ""
 }

@@ -553,3 +553,51 @@ func TestClientList(t *testing.T) {
 	tx.send(t, []string{"DISCARD"})
 	tx.expect(t, 2, "+OK")
 }
+
+// TestClientUnblock: CLIENT UNBLOCK ends a proxy client's blocking command
+// on its node, as Redis does (a timeout's reply, or -UNBLOCKED with
+// ERROR); the client goes on; other clients give 0; a restricted default
+// user may not run it.
+func TestClientUnblock(t *testing.T) {
+	p := startProxy(t, shared, proxy.Config{}, router.Options{})
+	admin := dialFrames(t, p.Addr, 2)
+	step := 0
+	adminDo := func(want string, args ...string) {
+		t.Helper()
+		admin.send(t, args)
+		admin.expect(t, step, want)
+		step++
+	}
+	adminDo("-ERR value is not an integer or out of range", "CLIENT", "UNBLOCK", "x")
+	adminDo("-ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR", "CLIENT", "UNBLOCK", "1", "MAYBE")
+	adminDo(":0", "CLIENT", "UNBLOCK", "99999999")
+
+	b := dialFrames(t, p.Addr, 2)
+	id := b.clientID(t)
+	adminDo(":0", "CLIENT", "UNBLOCK", id) // not blocked
+	for i, tc := range []struct {
+		cmd  []string
+		mode string
+		want string
+	}{
+		{[]string{"BLPOP", "unblock:l", "0"}, "TIMEOUT", "*-1"},
+		{[]string{"BLPOP", "unblock:l", "0"}, "ERROR", "-UNBLOCKED client unblocked via CLIENT UNBLOCK"},
+		{[]string{"XREAD", "BLOCK", "0", "STREAMS", "unblock:s", "$"}, "ERROR", "-UNBLOCKED client unblocked via CLIENT UNBLOCK"},
+	} {
+		b.send(t, tc.cmd)
+		waitFor(t, 10*time.Second, "the client to block", func() bool {
+			admin.send(t, []string{"CLIENT", "LIST", "ID", id})
+			step++
+			return strings.Contains(admin.next(t), " flags=b ")
+		})
+		adminDo(":1", "CLIENT", "UNBLOCK", id, tc.mode)
+		b.expect(t, i, tc.want)
+		b.send(t, []string{"PING"})
+		b.expect(t, i, "+PONG")
+	}
+
+	rp := startProxy(t, shared, proxy.Config{RestrictDefaultUser: true}, router.Options{})
+	r := dialFrames(t, rp.Addr, 2)
+	r.send(t, []string{"CLIENT", "UNBLOCK", id})
+	r.expect(t, 0, "-NOPERM this user has no permissions to run the 'client|unblock' command")
+}

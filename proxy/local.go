@@ -239,6 +239,7 @@ func (s *session) client(c *call, args [][]byte) *call {
 			"ID", "GETNAME", "SETNAME <name>", "SETINFO <attr> <value>", "INFO", "LIST [TYPE normal|pubsub] | LIST ID id [id ...]",
 			"KILL <ip:port> | KILL [ID id] [ADDR ip:port] [LADDR ip:port] [USER name] [TYPE normal|pubsub] [SKIPME yes|no] [MAXAGE secs]",
 			"PAUSE <milliseconds> [WRITE|ALL] (this proxy's clients)", "UNPAUSE", "REPLY ON|OFF|SKIP",
+			"UNBLOCK <id> [TIMEOUT|ERROR]",
 		}
 		c.reply = resp.AppendArrayHeader(c.reply, len(lines))
 		for _, l := range lines {
@@ -255,7 +256,9 @@ func (s *session) client(c *call, args [][]byte) *call {
 		return s.clientUnpause(c, args)
 	case "reply":
 		return s.clientReply(c, args)
-	case "unblock", "no-evict", "no-touch":
+	case "unblock":
+		return s.clientUnblock(c, args)
+	case "no-evict", "no-touch":
 		s.srv.obs.Unsupported("client|" + sub)
 		return c.fail("ERR command 'client|" + sub + "' is not supported by the proxy: it acts on node connections shared by many clients")
 	default:

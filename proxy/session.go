@@ -151,6 +151,9 @@ type session struct {
 	flags     atomic.Uint32
 	// protoShown is proto, for CLIENT LIST of other sessions.
 	protoShown atomic.Int32
+	// blockReq is the blocking command the writer is running, for CLIENT
+	// UNBLOCK from other sessions.
+	blockReq atomic.Pointer[router.Request]
 }
 
 func newSession(srv *Server, conn net.Conn, id int64) *session {
@@ -413,7 +416,9 @@ func (s *session) finish(c *call) {
 		return
 	}
 	if c.block {
+		s.blockReq.Store(c.req)
 		s.srv.router.Block(c.req, s.gone)
+		s.blockReq.Store(nil)
 		return
 	}
 	if c.gw != nil {

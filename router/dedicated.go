@@ -24,9 +24,24 @@ type Dedicated struct {
 	bw    *bufio.Writer
 	rd    *resp.Reader
 
-	mu      sync.Mutex // guards aborted
+	mu      sync.Mutex // guards aborted and noReuse
 	aborted bool
+	noReuse bool
 	broken  bool
+}
+
+// LocalAddr returns the connection's local address: the client address the
+// node knows it by (CLIENT LIST's addr).
+func (d *Dedicated) LocalAddr() string { return d.conn.LocalAddr().String() }
+
+// NoReuse makes Release close the connection instead of pooling it. Another
+// goroutine may call it: after it, no later user can get the connection, so
+// a command sent to the node about it (CLIENT UNBLOCK) can only reach its
+// current user.
+func (d *Dedicated) NoReuse() {
+	d.mu.Lock()
+	d.noReuse = true
+	d.mu.Unlock()
 }
 
 // Addr returns the address of the node the connection goes to.
@@ -133,7 +148,7 @@ func (d *Dedicated) Watch(abort <-chan struct{}) (stop func()) {
 // WATCH): use Close then, or reset the state first.
 func (d *Dedicated) Release() {
 	d.mu.Lock()
-	aborted := d.aborted
+	aborted := d.aborted || d.noReuse
 	d.mu.Unlock()
 	if d.broken || aborted {
 		d.conn.Close()
@@ -213,7 +228,9 @@ func (r *Router) Block(req *Request, abort <-chan struct{}) {
 		}
 		req.node = n
 		stop := d.Watch(abort)
+		req.blockedOn.Store(d)
 		req.Reply, req.Err = d.Do(req.Frame, req.asking)
+		req.blockedOn.Store(nil)
 		stop()
 		d.Release()
 		if req.Err != nil {

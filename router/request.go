@@ -54,7 +54,15 @@ type Request struct {
 	state atomic.Uint32
 	done  chan struct{}
 	group *Group // counts this request's first attempt; cleared by Wait
+	// blockedOn is the dedicated connection a Block request waits on, nil
+	// outside that wait (see BlockedOn).
+	blockedOn atomic.Pointer[Dedicated]
 }
+
+// BlockedOn returns the dedicated connection on which Block is running the
+// request now, or nil. Another goroutine may call it, to unblock the
+// command on its node (see Dedicated.NoReuse).
+func (r *Request) BlockedOn() *Dedicated { return r.blockedOn.Load() }
 
 // Request states.
 const (

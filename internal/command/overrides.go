@@ -68,7 +68,7 @@ var overrides = map[string]override{
 	"client|kill":         {policy: Local},
 	"client|pause":        {policy: Local},
 	"client|unpause":      {policy: Local},
-	"client|unblock":      {policy: Unsupported, reason: whyShared},
+	"client|unblock":      {policy: Local},
 	"client|no-evict":     {policy: Unsupported, reason: whyShared},
 	"client|no-touch":     {policy: Unsupported, reason: whyShared}, // Redis 7.2
 	"client|reply":        {policy: Local},

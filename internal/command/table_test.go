@@ -279,7 +279,7 @@ func TestPolicies(t *testing.T) {
 		{"monitor", Local, NoMerge, 0},
 		{"cluster setslot", Unsupported, NoMerge, 0},
 		{"client kill", Local, NoMerge, 0},
-		{"client unblock", Unsupported, NoMerge, 0},
+		{"client unblock", Local, NoMerge, 0},
 	}
 	for _, c := range cases {
 		s := table.Lookup(bargs(strings.Fields(c.args)...))
