@@ -166,10 +166,10 @@ func (s *session) pauseWrites(spec *command.Spec) bool {
 // reports false when the session is closing meanwhile (CLIENT KILL, or
 // the proxy shutting down): the command must not run then.
 func (s *session) heldByPause(spec *command.Spec) bool {
-	if s.tx != nil && s.tx.multi && spec.Name != "exec" && spec.Name != "discard" {
-		return true // queued commands are held at EXEC, as Redis holds them
-	}
 	write := s.pauseWrites(spec)
+	if s.tx != nil && s.tx.multi && spec.Name != "exec" && spec.Name != "discard" {
+		write = false // a WRITE pause holds queued commands at EXEC, as Redis does
+	}
 	for {
 		ch := s.srv.pause.holds(write)
 		if ch == nil {

@@ -242,12 +242,18 @@ func TestClientPause(t *testing.T) {
 	arrives(t, held, "+OK", "1", ":0")
 	arrives(t, exec, "1 2")
 
-	// ALL: every command waits except CLIENT, so UNPAUSE still works.
+	// ALL: every command waits except CLIENT, so UNPAUSE still works;
+	// inside MULTI too.
+	inTx := pending(t, tx, []string{"MULTI"})
+	arrives(t, inTx, "+OK")
 	adminDo("+OK", "CLIENT", "PAUSE", "60000", "ALL")
 	reads := pending(t, w, []string{"GET", "pause:k"})
 	notYet(t, reads, "GET during an ALL pause")
+	inTx = pending(t, tx, []string{"GET", "pause:k"}, []string{"EXEC"})
+	notYet(t, inTx, "a command queued in MULTI during an ALL pause")
 	adminDo("+OK", "CLIENT", "PAUSE", "60000", "WRITE") // the mode changes: reads go on
 	arrives(t, reads, "1")
+	arrives(t, inTx, "+QUEUED", "*1\r\n$1\r\n1")
 	adminDo("+OK", "CLIENT", "UNPAUSE")
 	if info := check.Info(ctx, "clients").Val(); !strings.Contains(info, "paused_actions:none") {
 		t.Fatalf("INFO clients after UNPAUSE:\n%s", info)
@@ -299,9 +305,10 @@ func TestClientPause(t *testing.T) {
 	}
 }
 
-// TestClientReply: CLIENT REPLY OFF, SKIP and ON, and RESET, behave as a
-// Redis node's: the same pipeline sent to a node and to the proxy gets the
-// same replies; pub/sub confirmations and messages still arrive.
+// TestClientReply: CLIENT REPLY OFF, SKIP and ON, RESET and CLIENT
+// NO-EVICT behave as a Redis node's: the same pipeline sent to a node and
+// to the proxy gets the same replies; pub/sub confirmations and messages
+// still arrive.
 func TestClientReply(t *testing.T) {
 	p := startProxy(t, shared, proxy.Config{}, router.Options{})
 	pipeline := [][]string{
@@ -311,6 +318,8 @@ func TestClientReply(t *testing.T) {
 		{"CLIENT", "REPLY", "FOO"},
 		{"CLIENT", "REPLY", "ON"},
 		{"ECHO", "a"},
+		{"CLIENT", "NO-EVICT", "on"},
+		{"CLIENT", "NO-EVICT", "maybe"},
 		{"CLIENT", "REPLY", "SKIP"},
 		{"ECHO", "skipped"},
 		{"ECHO", "b"},
@@ -325,7 +334,7 @@ func TestClientReply(t *testing.T) {
 		{"SUBSCRIBE", "reply:ch"},
 		{"PING"},
 	}
-	want := []string{"+OK", "a", "b", "c", "+RESET", "d", "subscribe reply:ch 1"}
+	want := []string{"+OK", "a", "+OK", "-ERR syntax error", "b", "c", "+RESET", "d", "subscribe reply:ch 1"}
 	for _, addr := range []string{shared.Addrs()[0], p.Addr} {
 		c := dialFrames(t, addr, 2)
 		c.send(t, pipeline...)

@@ -239,7 +239,7 @@ func (s *session) client(c *call, args [][]byte) *call {
 			"ID", "GETNAME", "SETNAME <name>", "SETINFO <attr> <value>", "INFO", "LIST [TYPE normal|pubsub] | LIST ID id [id ...]",
 			"KILL <ip:port> | KILL [ID id] [ADDR ip:port] [LADDR ip:port] [USER name] [TYPE normal|pubsub] [SKIPME yes|no] [MAXAGE secs]",
 			"PAUSE <milliseconds> [WRITE|ALL] (this proxy's clients)", "UNPAUSE", "REPLY ON|OFF|SKIP",
-			"UNBLOCK <id> [TIMEOUT|ERROR]",
+			"UNBLOCK <id> [TIMEOUT|ERROR]", "NO-EVICT ON|OFF",
 		}
 		c.reply = resp.AppendArrayHeader(c.reply, len(lines))
 		for _, l := range lines {
@@ -258,7 +258,20 @@ func (s *session) client(c *call, args [][]byte) *call {
 		return s.clientReply(c, args)
 	case "unblock":
 		return s.clientUnblock(c, args)
-	case "no-evict", "no-touch":
+	case "no-evict":
+		// The proxy never evicts clients to free memory (its limits are per
+		// client: -max-pipeline, -client-write-timeout), so every client is
+		// already what NO-EVICT asks for.
+		if len(args) != 3 {
+			return c.fail("ERR wrong number of arguments for 'client|no-evict' command")
+		}
+		switch strings.ToLower(string(args[2])) {
+		case "on", "off":
+			c.reply = resp.AppendOK(c.reply)
+		default:
+			return c.fail("ERR syntax error")
+		}
+	case "no-touch":
 		s.srv.obs.Unsupported("client|" + sub)
 		return c.fail("ERR command 'client|" + sub + "' is not supported by the proxy: it acts on node connections shared by many clients")
 	default:

@@ -69,7 +69,7 @@ var overrides = map[string]override{
 	"client|pause":        {policy: Local},
 	"client|unpause":      {policy: Local},
 	"client|unblock":      {policy: Local},
-	"client|no-evict":     {policy: Unsupported, reason: whyShared},
+	"client|no-evict":     {policy: Local},                          // the proxy never evicts clients
 	"client|no-touch":     {policy: Unsupported, reason: whyShared}, // Redis 7.2
 	"client|reply":        {policy: Local},
 	"client|tracking":     {policy: Unsupported, reason: whyTracking},
