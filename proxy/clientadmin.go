@@ -15,10 +15,10 @@ import (
 	"github.com/clusterproxy/clusterproxy/router"
 )
 
-// This file holds the CLIENT subcommands that act on the proxy's clients
-// rather than on one connection: KILL, PAUSE/UNPAUSE and REPLY. They apply
-// to the proxy's own client connections, never to the shared node
-// connections, and to this proxy instance only.
+// This file holds the CLIENT subcommands about the proxy's clients beyond
+// the caller's own name and id: KILL, PAUSE/UNPAUSE, UNBLOCK, LIST and
+// REPLY. They apply to this proxy instance's client connections, never to
+// the shared node connections.
 
 // actsOnOtherClients reports whether a command the proxy answers itself
 // acts on other clients or sees their commands (MONITOR): a restricted

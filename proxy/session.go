@@ -135,7 +135,7 @@ type session struct {
 	rec     func(failed bool, d time.Duration)
 
 	name    atomic.Pointer[string] // CLIENT SETNAME; read by CLIENT LIST of other sessions
-	stopped atomic.Bool            // Shutdown asked the reader to stop
+	stopped atomic.Bool            // Shutdown or CLIENT KILL asked the reader to stop
 
 	// userLabel is the user last authenticated as (nil: default), for
 	// CLIENT LIST of other sessions.
