@@ -402,30 +402,66 @@ func (s *session) info(c *call, sections [][]byte) *call {
 	}
 	if show("clients") {
 		paused, left := s.srv.pause.state()
+		st := s.srv.clientStats()
 		b.WriteString("# Clients\r\nconnected_clients:" + strconv.Itoa(s.srv.Clients()) +
 			"\r\nmaxclients:" + strconv.FormatInt(s.srv.maxClients.Load(), 10) +
+			"\r\nblocked_clients:" + strconv.Itoa(st.blocked) +
+			"\r\npubsub_clients:" + strconv.Itoa(st.pubsub) +
+			"\r\nmonitor_clients:" + strconv.Itoa(int(s.srv.monitors.n.Load())) +
 			"\r\npaused_actions:" + paused +
 			"\r\npaused_timeout_milliseconds:" + strconv.FormatInt(left.Milliseconds(), 10) + "\r\n\r\n")
+	}
+	head := b.String()
+	b.Reset()
+	if show("stats") {
+		total := s.srv.commandsProcessed()
+		b.WriteString("# Stats\r\ntotal_connections_received:" + strconv.FormatInt(s.srv.nextID.Load(), 10) +
+			"\r\ntotal_commands_processed:" + strconv.FormatInt(total, 10) +
+			"\r\ninstantaneous_ops_per_sec:" + strconv.FormatInt(s.srv.opsRate.sample(time.Now(), total), 10) +
+			"\r\nrejected_connections:" + strconv.FormatInt(s.srv.rejected.Load(), 10) + "\r\n\r\n")
 	}
 	if show("cluster") {
 		b.WriteString("# Cluster\r\ncluster_enabled:0\r\n\r\n")
 	}
-	head := b.String()
+	tail := b.String()
 	proto := s.proto
-	if !show("keyspace") {
-		c.reply = resp.AppendVerbatim(c.reply, strings.TrimSuffix(head, "\r\n"), proto)
+	var ask []string // sections summed over the masters
+	if show("memory") {
+		ask = append(ask, "memory")
+	}
+	if show("keyspace") {
+		ask = append(ask, "keyspace")
+	}
+	if len(ask) == 0 {
+		c.reply = resp.AppendVerbatim(c.reply, strings.TrimSuffix(head+tail, "\r\n"), proto)
 		return c
 	}
-	s.allMasters(c, resp.AppendCommandStrings(nil, "INFO", "keyspace"), command.NoMerge, true)
+	s.allMasters(c, resp.AppendCommandStrings(nil, append([]string{"INFO"}, ask...)...), command.NoMerge, true)
 	c.fan.custom = func(replies [][]byte) []byte {
-		sums, order := sumKeyspace(replies)
 		var k strings.Builder
-		k.WriteString(head + "# Keyspace\r\n")
-		for _, db := range order {
-			v := sums[db]
-			k.WriteString(db + ":keys=" + strconv.FormatInt(v[0], 10) + ",expires=" + strconv.FormatInt(v[1], 10) + ",avg_ttl=0\r\n")
+		k.WriteString(head)
+		if show("memory") {
+			used, max := sumMemory(replies)
+			k.WriteString("# Memory\r\nused_memory:" + strconv.FormatInt(used, 10) +
+				"\r\nused_memory_human:" + humanBytes(used) +
+				"\r\nmaxmemory:" + strconv.FormatInt(max, 10) +
+				"\r\nmaxmemory_human:" + humanBytes(max) +
+				"\r\nproxy_used_memory:" + strconv.FormatUint(proxyHeap(), 10) + "\r\n\r\n")
 		}
-		return resp.AppendVerbatim(nil, k.String(), proto)
+		k.WriteString(tail)
+		if show("keyspace") {
+			sums, order := sumKeyspace(replies)
+			k.WriteString("# Keyspace\r\n")
+			for _, db := range order {
+				v := sums[db]
+				k.WriteString(db + ":keys=" + strconv.FormatInt(v[0], 10) + ",expires=" + strconv.FormatInt(v[1], 10) + ",avg_ttl=0\r\n")
+			}
+		}
+		out := k.String()
+		if strings.HasSuffix(out, "\r\n\r\n") {
+			out = out[:len(out)-2] // no blank line after the last section
+		}
+		return resp.AppendVerbatim(nil, out, proto)
 	}
 	return c
 }

@@ -174,6 +174,12 @@ type Server struct {
 	pause    pauser   // CLIENT PAUSE
 	monitors monitors // sessions in MONITOR mode
 
+	// For INFO stats: connections refused by MaxClients, commands of the
+	// sessions that ended (guarded by mu), and the ops rate samples.
+	rejected   atomic.Int64
+	cmdsClosed int64
+	opsRate    opsRate
+
 	mu        sync.Mutex // guards listeners, sessions, closing
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
@@ -270,6 +276,7 @@ func (s *Server) startSession(conn net.Conn) {
 	}
 	if n := s.clients.Add(1); n > s.maxClients.Load() {
 		s.clients.Add(-1)
+		s.rejected.Add(1)
 		go refuse(conn)
 		return
 	}
@@ -291,6 +298,7 @@ func (s *Server) startSession(conn net.Conn) {
 		sess.run()
 		s.mu.Lock()
 		delete(s.sessions, sess)
+		s.cmdsClosed += sess.cmds.Load()
 		s.mu.Unlock()
 		s.clients.Add(-1)
 	}()

@@ -149,8 +149,10 @@ type session struct {
 	lastCmd   atomic.Pointer[string]
 	lastCmdAt atomic.Int64
 	flags     atomic.Uint32
-	// protoShown is proto, for CLIENT LIST of other sessions.
+	// protoShown is proto, for CLIENT LIST of other sessions; cmds is
+	// dispatched, for INFO's total_commands_processed.
 	protoShown atomic.Int32
+	cmds       atomic.Int64
 	// blockReq is the blocking command the writer is running, for CLIENT
 	// UNBLOCK from other sessions.
 	blockReq atomic.Pointer[router.Request]
@@ -265,6 +267,7 @@ func (s *session) readLoop() {
 		}
 		c := s.dispatch(cmd)
 		s.dispatched++
+		s.cmds.Store(s.dispatched)
 		c.seq = s.dispatched
 		if c.block || c.wait != nil {
 			// Like Redis, read nothing more from a blocked client: later
