@@ -510,12 +510,12 @@ func TestClientList(t *testing.T) {
 		return strings.Contains(got, "id="+blockedID+" ") && strings.Contains(got, " flags=b ")
 	})
 	want := []string{
-		`id=` + plainID + ` addr=` + plain.LocalAddr().String() + ` laddr=* name= age=? idle=1 flags=N db=0 sub=0 psub=0 ssub=0 cmd=client|id user=default resp=2`,
-		`id=` + subID + ` addr=* laddr=* name=listener age=? idle=1 flags=P db=0 sub=1 psub=0 ssub=0 cmd=subscribe user=default resp=3`,
-		`id=` + txID + ` addr=* laddr=* name= age=? idle=1 flags=x db=0 sub=0 psub=0 ssub=0 cmd=incr user=default resp=2`,
-		`id=` + blockedID + ` addr=* laddr=* name= age=? idle=1 flags=b db=0 sub=0 psub=0 ssub=0 cmd=blpop user=default resp=2`,
-		`id=` + monID + ` addr=* laddr=* name= age=? idle=1 flags=O db=0 sub=0 psub=0 ssub=0 cmd=monitor user=default resp=2`,
-		`id=` + adminID + ` addr=* laddr=* name= age=? idle=0 flags=N db=0 sub=0 psub=0 ssub=0 cmd=client|list user=default resp=2`,
+		`id=` + plainID + ` addr=` + plain.LocalAddr().String() + ` laddr=* name= age=* idle=* flags=N db=0 sub=0 psub=0 ssub=0 cmd=client|id user=default resp=2`,
+		`id=` + subID + ` addr=* laddr=* name=listener age=* idle=* flags=P db=0 sub=1 psub=0 ssub=0 cmd=subscribe user=default resp=3`,
+		`id=` + txID + ` addr=* laddr=* name= age=* idle=* flags=x db=0 sub=0 psub=0 ssub=0 cmd=incr user=default resp=2`,
+		`id=` + blockedID + ` addr=* laddr=* name= age=* idle=* flags=b db=0 sub=0 psub=0 ssub=0 cmd=blpop user=default resp=2`,
+		`id=` + monID + ` addr=* laddr=* name= age=* idle=* flags=O db=0 sub=0 psub=0 ssub=0 cmd=monitor user=default resp=2`,
+		`id=` + adminID + ` addr=* laddr=* name= age=* idle=0 flags=N db=0 sub=0 psub=0 ssub=0 cmd=client|list user=default resp=2`,
 	}
 	lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
 	if len(lines) != len(want) {
@@ -524,6 +524,11 @@ func TestClientList(t *testing.T) {
 	for i, w := range want {
 		if !matches(w, lines[i]) {
 			t.Fatalf("CLIENT LIST line %d:\n%s\nwant\n%s", i, lines[i], w)
+		}
+	}
+	for i, line := range lines[:len(lines)-1] {
+		if strings.Contains(line, " idle=0 ") {
+			t.Fatalf("CLIENT LIST line %d shows idle=0 after a second without commands:\n%s", i, line)
 		}
 	}
 
