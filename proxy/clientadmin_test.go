@@ -480,9 +480,18 @@ func TestClientList(t *testing.T) {
 	plainID := plain.clientID(t)
 	sub := dialFrames(t, p.Addr, 3)
 	subID := sub.clientID(t)
-	sub.send(t, []string{"CLIENT", "SETNAME", "listener"}, []string{"SUBSCRIBE", "list:ch"})
+	sub.send(t, []string{"CLIENT", "SETNAME", "listener"},
+		[]string{"CLIENT", "SETINFO", "LIB-NAME", "mylib"},
+		[]string{"CLIENT", "SETINFO", "lib-ver", "1.2"},
+		[]string{"CLIENT", "SETINFO", "lib-ver", "1 2"},
+		[]string{"CLIENT", "SETINFO", "lib-date", "x"},
+		[]string{"SUBSCRIBE", "list:ch"})
 	sub.expect(t, 0, "+OK")
-	sub.expect(t, 1, "subscribe list:ch 1")
+	sub.expect(t, 1, "+OK")
+	sub.expect(t, 2, "+OK")
+	sub.expect(t, 3, "-ERR lib-ver cannot contain spaces, newlines or special characters.")
+	sub.expect(t, 4, "-ERR Unrecognized option 'lib-date'")
+	sub.expect(t, 5, "subscribe list:ch 1")
 	tx := dialFrames(t, p.Addr, 2)
 	txID := tx.clientID(t)
 	tx.send(t, []string{"MULTI"}, []string{"INCR", "list:n"})
@@ -510,12 +519,12 @@ func TestClientList(t *testing.T) {
 		return strings.Contains(got, "id="+blockedID+" ") && strings.Contains(got, " flags=b ")
 	})
 	want := []string{
-		`id=` + plainID + ` addr=` + plain.LocalAddr().String() + ` laddr=* name= age=* idle=* flags=N db=0 sub=0 psub=0 ssub=0 cmd=client|id user=default resp=2`,
-		`id=` + subID + ` addr=* laddr=* name=listener age=* idle=* flags=P db=0 sub=1 psub=0 ssub=0 cmd=subscribe user=default resp=3`,
-		`id=` + txID + ` addr=* laddr=* name= age=* idle=* flags=x db=0 sub=0 psub=0 ssub=0 cmd=incr user=default resp=2`,
-		`id=` + blockedID + ` addr=* laddr=* name= age=* idle=* flags=b db=0 sub=0 psub=0 ssub=0 cmd=blpop user=default resp=2`,
-		`id=` + monID + ` addr=* laddr=* name= age=* idle=* flags=O db=0 sub=0 psub=0 ssub=0 cmd=monitor user=default resp=2`,
-		`id=` + adminID + ` addr=* laddr=* name= age=* idle=0 flags=N db=0 sub=0 psub=0 ssub=0 cmd=client|list user=default resp=2`,
+		`id=` + plainID + ` addr=` + plain.LocalAddr().String() + ` laddr=* name= age=* idle=* flags=N db=0 sub=0 psub=0 ssub=0 cmd=client|id user=default resp=2 lib-name= lib-ver=`,
+		`id=` + subID + ` addr=* laddr=* name=listener age=* idle=* flags=P db=0 sub=1 psub=0 ssub=0 cmd=subscribe user=default resp=3 lib-name=mylib lib-ver=1.2`,
+		`id=` + txID + ` addr=* laddr=* name= age=* idle=* flags=x db=0 sub=0 psub=0 ssub=0 cmd=incr user=default resp=2 lib-name= lib-ver=`,
+		`id=` + blockedID + ` addr=* laddr=* name= age=* idle=* flags=b db=0 sub=0 psub=0 ssub=0 cmd=blpop user=default resp=2 lib-name= lib-ver=`,
+		`id=` + monID + ` addr=* laddr=* name= age=* idle=* flags=O db=0 sub=0 psub=0 ssub=0 cmd=monitor user=default resp=2 lib-name= lib-ver=`,
+		`id=` + adminID + ` addr=* laddr=* name= age=* idle=0 flags=N db=0 sub=0 psub=0 ssub=0 cmd=client|list user=default resp=2 lib-name= lib-ver=`,
 	}
 	lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
 	if len(lines) != len(want) {
@@ -561,7 +570,7 @@ func TestClientList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Resp != 3 || info.User != "default" || info.ID <= 0 {
+	if info.Resp != 3 || info.User != "default" || info.ID <= 0 || !strings.HasPrefix(info.LibName, "go-redis") {
 		t.Fatalf("CLIENT INFO parsed as %+v", info)
 	}
 	tx.send(t, []string{"DISCARD"})

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/clusterproxy/clusterproxy/internal/command"
@@ -188,6 +189,14 @@ func (s *session) hello(c *call, args [][]byte) *call {
 	return c
 }
 
+// loadString returns the string p points to, or "".
+func loadString(p *atomic.Pointer[string]) string {
+	if v := p.Load(); v != nil {
+		return *v
+	}
+	return ""
+}
+
 func validName(b []byte) bool {
 	for _, ch := range b {
 		if ch < '!' || ch > '~' {
@@ -228,6 +237,20 @@ func (s *session) client(c *call, args [][]byte) *call {
 		if len(args) != 4 {
 			return c.fail("ERR wrong number of arguments for 'client|setinfo' command")
 		}
+		var dst *atomic.Pointer[string]
+		switch strings.ToLower(string(args[2])) {
+		case "lib-name":
+			dst = &s.libName
+		case "lib-ver":
+			dst = &s.libVer
+		default:
+			return c.fail("ERR Unrecognized option '" + trunc(args[2], 128) + "'")
+		}
+		if !validName(args[3]) {
+			return c.fail("ERR " + trunc(args[2], 128) + " cannot contain spaces, newlines or special characters.")
+		}
+		v := string(args[3])
+		dst.Store(&v)
 		c.reply = resp.AppendOK(c.reply)
 	case "info":
 		c.reply = resp.AppendVerbatim(c.reply, s.clientLine(), s.proto)
@@ -308,7 +331,8 @@ func (s *session) clientLine() string {
 		" psub=" + strconv.Itoa(int(s.subCounts[1].Load())) +
 		" ssub=" + strconv.Itoa(int(s.subCounts[2].Load())) +
 		" cmd=" + cmd +
-		" user=" + s.userName() + " resp=" + strconv.Itoa(int(s.protoShown.Load())) + "\n"
+		" user=" + s.userName() + " resp=" + strconv.Itoa(int(s.protoShown.Load())) +
+		" lib-name=" + loadString(&s.libName) + " lib-ver=" + loadString(&s.libVer) + "\n"
 }
 
 // announce is the address the proxy presents as the cluster's only node.

@@ -134,8 +134,10 @@ type session struct {
 	recName string
 	rec     func(failed bool, d time.Duration)
 
-	name    atomic.Pointer[string] // CLIENT SETNAME; read by CLIENT LIST of other sessions
-	stopped atomic.Bool            // Shutdown or CLIENT KILL asked the reader to stop
+	name atomic.Pointer[string] // CLIENT SETNAME; read by CLIENT LIST of other sessions
+	// libName and libVer are CLIENT SETINFO's, for CLIENT LIST.
+	libName, libVer atomic.Pointer[string]
+	stopped         atomic.Bool // Shutdown or CLIENT KILL asked the reader to stop
 
 	// userLabel is the user last authenticated as (nil: default), for
 	// CLIENT LIST of other sessions.
