@@ -206,9 +206,10 @@ func validName(b []byte) bool {
 	return true
 }
 
-// client answers the CLIENT family. Subcommands that act on a server-side
-// connection (tracking, pause, kill, reply modes) cannot be applied through
-// shared node connections and are refused with the reason.
+// client answers the CLIENT family for the proxy's own clients (see also
+// clientadmin.go). Client-side caching (TRACKING and its companions) and
+// NO-TOUCH would act on node connections shared by many clients, and are
+// refused with the reason.
 func (s *session) client(c *call, args [][]byte) *call {
 	if len(args) < 2 {
 		return c.fail("ERR wrong number of arguments for 'client' command")

@@ -32,8 +32,9 @@ type Config struct {
 	// RestrictDefaultUser refuses the default user (the one Password
 	// opens) the commands of the @dangerous and @admin categories (FLUSHALL,
 	// FLUSHDB, CONFIG, KEYS, SCRIPT/FUNCTION FLUSH...), except those the proxy
-	// answers itself (INFO, ROLE, CLIENT LIST) and that act on no other
-	// client (CLIENT KILL, PAUSE and UNPAUSE do). Default false: like Redis's
+	// answers itself (INFO, ROLE, CLIENT LIST) and that neither see nor act
+	// on other clients (MONITOR, CLIENT KILL, PAUSE, UNPAUSE and UNBLOCK
+	// do). Default false: like Redis's
 	// default user, it may run everything.
 	RestrictDefaultUser bool
 	// Users are more client users, from a users file (LoadUsers); a user

@@ -147,7 +147,7 @@ type session struct {
 	subCounts [3]atomic.Int32
 	// For CLIENT LIST of other sessions: the last command's name and when
 	// it arrived (unix nanoseconds; 0: none yet), and the state flags
-	// (clientFlag bits).
+	// (flagBlocked, flagMulti, flagMonitor).
 	lastCmd   atomic.Pointer[string]
 	lastCmdAt atomic.Int64
 	flags     atomic.Uint32
