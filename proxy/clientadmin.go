@@ -497,7 +497,8 @@ func (s *session) clientList(c *call, args [][]byte) *call {
 // its command waits on is found on the node (CLIENT LIST, by the
 // connection's address) and unblocked there, so the node answers the
 // command as Redis does (a timeout's reply, or -UNBLOCKED). The connection
-// is never pooled again, so the unblocking can only reach that command.
+// is never pooled again, so the unblocking can only reach that command. A
+// command still on its way to the node is waited for, up to unblockWait.
 // It answers 1 when a command was unblocked, else 0.
 func (s *session) clientUnblock(c *call, args [][]byte) *call {
 	if len(args) != 3 && len(args) != 4 {
@@ -534,23 +535,38 @@ func (s *session) clientUnblock(c *call, args [][]byte) *call {
 	return c
 }
 
+// unblockWait bounds how long CLIENT UNBLOCK waits for a client's blocking
+// command to reach its node: the client shows as blocked from the moment
+// the proxy reads the command.
+const unblockWait = time.Second
+
 // unblock unblocks target's blocking command on its node; it returns 0
 // when target runs none, or an error message.
 func (s *session) unblock(target *session, mode string) (int64, string) {
+	deadline := time.Now().Add(unblockWait)
+	for {
+		n, msg := s.unblockOnce(target, mode)
+		if n > 0 || msg != "" || target == nil || target.flags.Load()&flagBlocked == 0 || time.Now().After(deadline) {
+			if n > 0 {
+				s.srv.log.Info("client unblocked by CLIENT UNBLOCK", "client", s.id, "addr", s.addr, "user", s.userName(), "unblocked", target.id, "mode", mode)
+			}
+			return n, msg
+		}
+		time.Sleep(5 * time.Millisecond) // on its way to the node
+	}
+}
+
+func (s *session) unblockOnce(target *session, mode string) (int64, string) {
 	if target == nil {
 		return 0, ""
 	}
-	req := target.blockReq.Load()
-	if req == nil {
-		return 0, ""
-	}
-	d := req.BlockedOn()
+	d := target.blockConn.Load()
 	if d == nil {
 		return 0, ""
 	}
 	d.NoReuse()
-	if target.blockReq.Load() != req || req.BlockedOn() != d {
-		return 0, "" // it ended meanwhile
+	if target.blockConn.Load() != d {
+		return 0, "" // it ended meanwhile (d may be another client's now)
 	}
 	list, msg := s.nodeDo(d.Addr(), "CLIENT", "LIST", "TYPE", "normal")
 	if msg != "" {
@@ -574,9 +590,6 @@ func (s *session) unblock(target *session, mode string) (int64, string) {
 	n, err := strconv.ParseInt(string(reply), 10, 64)
 	if err != nil {
 		return 0, "ERR proxy: unexpected reply to CLIENT UNBLOCK from node " + d.Addr()
-	}
-	if n > 0 {
-		s.srv.log.Info("client unblocked by CLIENT UNBLOCK", "client", s.id, "addr", s.addr, "user", s.userName(), "unblocked", target.id, "mode", mode)
 	}
 	return n, ""
 }

@@ -3,12 +3,17 @@ package proxy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"math/rand/v2"
+	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/clusterproxy/clusterproxy/internal/resp"
 	"github.com/clusterproxy/clusterproxy/internal/testcluster"
 	"github.com/clusterproxy/clusterproxy/proxy"
 	"github.com/clusterproxy/clusterproxy/router"
@@ -623,4 +628,171 @@ func TestClientUnblock(t *testing.T) {
 	r := dialFrames(t, rp.Addr, 2)
 	r.send(t, []string{"CLIENT", "UNBLOCK", id})
 	r.expect(t, 0, "-NOPERM this user has no permissions to run the 'client|unblock' command")
+}
+
+// TestClientAdminChurn: clients reading, writing, blocking and subscribing
+// while an admin pauses and unpauses them, kills and unblocks them at
+// random and lists them, and a monitor watches: the proxy keeps answering,
+// every surviving client's replies are well-formed and in order, and the
+// proxy shuts down at once.
+func TestClientAdminChurn(t *testing.T) {
+	p := startProxy(t, shared, proxy.Config{}, router.Options{})
+	ctx := context.Background()
+	mon := dialFrames(t, p.Addr, 2)
+	mon.send(t, []string{"MONITOR"})
+	mon.expect(t, 0, "+OK")
+	monDone := make(chan int)
+	go func() {
+		n := 0
+		for {
+			if _, err := mon.rd.ReadReply(); err != nil {
+				monDone <- n
+				return
+			}
+			n++
+		}
+	}()
+
+	stop := make(chan struct{})
+	errs := make(chan error, 16)
+	var ids sync.Map // client id -> true
+	var wg sync.WaitGroup
+	for w := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			for round := 0; ; round++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := churnClient(p.Addr, w, round, rng, &ids, stop); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	admin := p.client(t, 2)
+	rng := rand.New(rand.NewPCG(99, 7))
+	var killed, unblocked int64
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		var id string
+		ids.Range(func(k, _ any) bool {
+			id = k.(string)
+			return rng.IntN(3) != 0
+		})
+		var err error
+		var n int64
+		switch rng.IntN(6) {
+		case 0:
+			err = admin.Do(ctx, "CLIENT", "PAUSE", strconv.Itoa(rng.IntN(50)), []string{"WRITE", "ALL"}[rng.IntN(2)]).Err()
+		case 1:
+			err = admin.Do(ctx, "CLIENT", "UNPAUSE").Err()
+		case 2:
+			if id != "" {
+				n, err = admin.Do(ctx, "CLIENT", "KILL", "ID", id).Int64()
+				killed += n
+			}
+		case 3:
+			if id != "" {
+				n, err = admin.Do(ctx, "CLIENT", "UNBLOCK", id, []string{"TIMEOUT", "ERROR"}[rng.IntN(2)]).Int64()
+				unblocked += n
+			}
+		case 4:
+			n, err = admin.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Int64()
+			killed += n
+		case 5:
+			err = admin.Do(ctx, "CLIENT", "LIST").Err()
+		}
+		if err != nil {
+			t.Fatalf("admin: %v", err)
+		}
+		time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
+	}
+	if err := admin.Do(ctx, "CLIENT", "PAUSE", "60000", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	start := time.Now()
+	p.Server.Close()
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Close took %v", took)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	lines := <-monDone
+	t.Logf("%d clients killed, %d unblocked; the monitor saw %d commands", killed, unblocked, lines)
+	if lines == 0 || killed == 0 {
+		t.Error("the churn did not exercise MONITOR and CLIENT KILL")
+	}
+}
+
+// churnClient runs one client connection through a few random commands,
+// checking each reply, until it is killed (not an error) or stop.
+func churnClient(addr string, w, round int, rng *rand.Rand, ids *sync.Map, stop <-chan struct{}) error {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil // the proxy is closing
+	}
+	defer conn.Close()
+	rd := resp.NewReplyReader(conn, resp.Limits{})
+	// do sends args and checks the reply against want; ok is false once the
+	// connection is gone (killed, or the proxy closing).
+	do := func(want string, args ...string) (got string, ok bool, err error) {
+		_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+		if _, err := conn.Write(resp.AppendCommandStrings(nil, args...)); err != nil {
+			return "", false, nil
+		}
+		frame, err := rd.ReadReply()
+		if err != nil {
+			return "", false, nil
+		}
+		got = describeFrame(frame)
+		if !matches(want, got) {
+			return got, false, fmt.Errorf("client %d round %d: %v answered %q, want %q", w, round, args, got, want)
+		}
+		return got, true, nil
+	}
+	id, ok, err := do(":*", "CLIENT", "ID")
+	if !ok {
+		return err
+	}
+	id = strings.TrimPrefix(id, ":")
+	ids.Store(id, true)
+	defer ids.Delete(id)
+	key := "churn:" + strconv.Itoa(w)
+	for range 10 {
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+		switch rng.IntN(5) {
+		case 0:
+			_, ok, err = do("+OK", "SET", key, strconv.Itoa(rng.IntN(1000)))
+		case 1:
+			_, ok, err = do("*", "GET", key)
+		case 2:
+			// A timeout's nil, or -UNBLOCKED from CLIENT UNBLOCK ERROR.
+			_, ok, err = do("*", "BLPOP", key+":l", "0.05")
+		case 3:
+			_, ok, err = do("subscribe "+key+" 1", "SUBSCRIBE", key)
+			if ok {
+				_, ok, err = do("unsubscribe "+key+" 0", "UNSUBSCRIBE", key)
+			}
+		case 4:
+			_, ok, err = do(":*", "INCR", key+":n")
+		}
+		if !ok {
+			return err
+		}
+	}
+	return nil
 }

@@ -155,9 +155,9 @@ type session struct {
 	// dispatched, for INFO's total_commands_processed.
 	protoShown atomic.Int32
 	cmds       atomic.Int64
-	// blockReq is the blocking command the writer is running, for CLIENT
-	// UNBLOCK from other sessions.
-	blockReq atomic.Pointer[router.Request]
+	// blockConn is the node connection the blocking command the writer is
+	// running waits on, for CLIENT UNBLOCK from other sessions.
+	blockConn atomic.Pointer[router.Dedicated]
 }
 
 func newSession(srv *Server, conn net.Conn, id int64) *session {
@@ -421,9 +421,8 @@ func (s *session) finish(c *call) {
 		return
 	}
 	if c.block {
-		s.blockReq.Store(c.req)
+		c.req.BlockedOn = &s.blockConn
 		s.srv.router.Block(c.req, s.gone)
-		s.blockReq.Store(nil)
 		return
 	}
 	if c.gw != nil {

@@ -228,9 +228,13 @@ func (r *Router) Block(req *Request, abort <-chan struct{}) {
 		}
 		req.node = n
 		stop := d.Watch(abort)
-		req.blockedOn.Store(d)
+		if req.BlockedOn != nil {
+			req.BlockedOn.Store(d)
+		}
 		req.Reply, req.Err = d.Do(req.Frame, req.asking)
-		req.blockedOn.Store(nil)
+		if req.BlockedOn != nil {
+			req.BlockedOn.Store(nil)
+		}
 		stop()
 		d.Release()
 		if req.Err != nil {

@@ -28,6 +28,12 @@ type Request struct {
 	// connection broke while it was in flight: a read, or a write that
 	// gives the same state and reply when applied twice.
 	Resendable bool
+	// BlockedOn, when set, is where Block keeps the dedicated connection
+	// the request waits on (nil outside that wait), so that another
+	// goroutine can unblock the command on its node (see
+	// Dedicated.NoReuse). It belongs to the caller, not to the Request,
+	// which may be reused as soon as Block returns.
+	BlockedOn *atomic.Pointer[Dedicated]
 
 	// Reply is the raw reply frame; Err is set instead when none was had.
 	Reply []byte
@@ -54,15 +60,7 @@ type Request struct {
 	state atomic.Uint32
 	done  chan struct{}
 	group *Group // counts this request's first attempt; cleared by Wait
-	// blockedOn is the dedicated connection a Block request waits on, nil
-	// outside that wait (see BlockedOn).
-	blockedOn atomic.Pointer[Dedicated]
 }
-
-// BlockedOn returns the dedicated connection on which Block is running the
-// request now, or nil. Another goroutine may call it, to unblock the
-// command on its node (see Dedicated.NoReuse).
-func (r *Request) BlockedOn() *Dedicated { return r.blockedOn.Load() }
 
 // Request states.
 const (
