@@ -34,6 +34,15 @@ func (c *frameConn) closedByProxy(tb testing.TB) {
 	}
 }
 
+// do sends one command and checks its reply against want (see matches).
+func (c *frameConn) do(tb testing.TB, want string, args ...string) {
+	tb.Helper()
+	c.send(tb, args)
+	if got := c.next(tb); !matches(want, got) {
+		tb.Fatalf("%v: got %q, want %q", args, got, want)
+	}
+}
+
 // clientID asks the proxy for c's client id.
 func (c *frameConn) clientID(tb testing.TB) string {
 	tb.Helper()
@@ -209,24 +218,17 @@ func TestClientPause(t *testing.T) {
 	ctx := context.Background()
 	check := p.client(t, 2)
 	admin := dialFrames(t, p.Addr, 2)
-	step := 0
-	adminDo := func(want string, args ...string) {
-		t.Helper()
-		admin.send(t, args)
-		admin.expect(t, step, want)
-		step++
-	}
 
-	adminDo("-ERR timeout is not an integer or out of range", "CLIENT", "PAUSE", "x")
-	adminDo("-ERR timeout is negative", "CLIENT", "PAUSE", "-1")
-	adminDo("-ERR CLIENT PAUSE mode must be WRITE or ALL", "CLIENT", "PAUSE", "1000", "READ")
+	admin.do(t, "-ERR timeout is not an integer or out of range", "CLIENT", "PAUSE", "x")
+	admin.do(t, "-ERR timeout is negative", "CLIENT", "PAUSE", "-1")
+	admin.do(t, "-ERR CLIENT PAUSE mode must be WRITE or ALL", "CLIENT", "PAUSE", "1000", "READ")
 
 	// WRITE: reads go on; a pipeline stops at its first write, in order;
 	// EXEC waits when the transaction writes (queued before the pause here).
 	tx := dialFrames(t, p.Addr, 2)
 	queued := pending(t, tx, []string{"MULTI"}, []string{"INCR", "pause:n"}, []string{"INCR", "pause:n"})
 	arrives(t, queued, "+OK", "+QUEUED", "+QUEUED")
-	adminDo("+OK", "CLIENT", "PAUSE", "60000", "WRITE")
+	admin.do(t, "+OK", "CLIENT", "PAUSE", "60000", "WRITE")
 	if info := check.Info(ctx, "clients").Val(); !strings.Contains(info, "paused_actions:write") {
 		t.Fatalf("INFO clients during a WRITE pause:\n%s", info)
 	}
@@ -243,7 +245,7 @@ func TestClientPause(t *testing.T) {
 	arrives(t, roExec, "+OK", "+QUEUED", "*1\r\n$-1") // a transaction that only reads runs
 	exec := pending(t, tx, []string{"EXEC"})
 	notYet(t, exec, "EXEC of a transaction that writes")
-	adminDo("+OK", "CLIENT", "UNPAUSE")
+	admin.do(t, "+OK", "CLIENT", "UNPAUSE")
 	arrives(t, held, "+OK", "1", ":0")
 	arrives(t, exec, "1 2")
 
@@ -251,21 +253,21 @@ func TestClientPause(t *testing.T) {
 	// inside MULTI too.
 	inTx := pending(t, tx, []string{"MULTI"})
 	arrives(t, inTx, "+OK")
-	adminDo("+OK", "CLIENT", "PAUSE", "60000", "ALL")
+	admin.do(t, "+OK", "CLIENT", "PAUSE", "60000", "ALL")
 	reads := pending(t, w, []string{"GET", "pause:k"})
 	notYet(t, reads, "GET during an ALL pause")
 	inTx = pending(t, tx, []string{"GET", "pause:k"}, []string{"EXEC"})
 	notYet(t, inTx, "a command queued in MULTI during an ALL pause")
-	adminDo("+OK", "CLIENT", "PAUSE", "60000", "WRITE") // the mode changes: reads go on
+	admin.do(t, "+OK", "CLIENT", "PAUSE", "60000", "WRITE") // the mode changes: reads go on
 	arrives(t, reads, "1")
 	arrives(t, inTx, "+QUEUED", "*1\r\n$1\r\n1")
-	adminDo("+OK", "CLIENT", "UNPAUSE")
+	admin.do(t, "+OK", "CLIENT", "UNPAUSE")
 	if info := check.Info(ctx, "clients").Val(); !strings.Contains(info, "paused_actions:none") {
 		t.Fatalf("INFO clients after UNPAUSE:\n%s", info)
 	}
 
 	// The pause ends by itself after its timeout.
-	adminDo("+OK", "CLIENT", "PAUSE", "400", "WRITE")
+	admin.do(t, "+OK", "CLIENT", "PAUSE", "400", "WRITE")
 	start := time.Now()
 	timed := pending(t, w, []string{"SET", "pause:k", "2"})
 	arrives(t, timed, "+OK")
@@ -274,12 +276,12 @@ func TestClientPause(t *testing.T) {
 	}
 
 	// A client killed while held: its command never runs.
-	adminDo("+OK", "CLIENT", "PAUSE", "60000", "WRITE")
+	admin.do(t, "+OK", "CLIENT", "PAUSE", "60000", "WRITE")
 	k := dialFrames(t, p.Addr, 2)
 	kID := k.clientID(t)
 	killed := pending(t, k, []string{"SET", "pause:killed", "1"})
 	notYet(t, killed, "SET")
-	adminDo(":1", "CLIENT", "KILL", "ID", kID)
+	admin.do(t, ":1", "CLIENT", "KILL", "ID", kID)
 	select {
 	case got := <-killed:
 		if len(got) != 1 || !strings.HasPrefix(got[0], "error:") {
@@ -288,14 +290,14 @@ func TestClientPause(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("killed client still open")
 	}
-	adminDo("+OK", "CLIENT", "UNPAUSE")
+	admin.do(t, "+OK", "CLIENT", "UNPAUSE")
 	if n, err := check.Exists(ctx, "pause:killed").Result(); err != nil || n != 0 {
 		t.Fatalf("EXISTS pause:killed = %d, %v: the held SET of a killed client ran", n, err)
 	}
 
 	// Shutdown does not wait for a long pause.
 	check.Del(ctx, "pause:k", "pause:n")
-	adminDo("+OK", "CLIENT", "PAUSE", "60000", "ALL")
+	admin.do(t, "+OK", "CLIENT", "PAUSE", "60000", "ALL")
 	last := pending(t, w, []string{"SET", "pause:last", "1"})
 	notYet(t, last, "SET")
 	start = time.Now()
@@ -589,20 +591,13 @@ func TestClientList(t *testing.T) {
 func TestClientUnblock(t *testing.T) {
 	p := startProxy(t, shared, proxy.Config{}, router.Options{})
 	admin := dialFrames(t, p.Addr, 2)
-	step := 0
-	adminDo := func(want string, args ...string) {
-		t.Helper()
-		admin.send(t, args)
-		admin.expect(t, step, want)
-		step++
-	}
-	adminDo("-ERR value is not an integer or out of range", "CLIENT", "UNBLOCK", "x")
-	adminDo("-ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR", "CLIENT", "UNBLOCK", "1", "MAYBE")
-	adminDo(":0", "CLIENT", "UNBLOCK", "99999999")
+	admin.do(t, "-ERR value is not an integer or out of range", "CLIENT", "UNBLOCK", "x")
+	admin.do(t, "-ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR", "CLIENT", "UNBLOCK", "1", "MAYBE")
+	admin.do(t, ":0", "CLIENT", "UNBLOCK", "99999999")
 
 	b := dialFrames(t, p.Addr, 2)
 	id := b.clientID(t)
-	adminDo(":0", "CLIENT", "UNBLOCK", id) // not blocked
+	admin.do(t, ":0", "CLIENT", "UNBLOCK", id) // not blocked
 	for i, tc := range []struct {
 		cmd  []string
 		mode string
@@ -615,10 +610,9 @@ func TestClientUnblock(t *testing.T) {
 		b.send(t, tc.cmd)
 		waitFor(t, 10*time.Second, "the client to block", func() bool {
 			admin.send(t, []string{"CLIENT", "LIST", "ID", id})
-			step++
 			return strings.Contains(admin.next(t), " flags=b ")
 		})
-		adminDo(":1", "CLIENT", "UNBLOCK", id, tc.mode)
+		admin.do(t, ":1", "CLIENT", "UNBLOCK", id, tc.mode)
 		b.expect(t, i, tc.want)
 		b.send(t, []string{"PING"})
 		b.expect(t, i, "+PONG")

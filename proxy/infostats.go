@@ -105,33 +105,39 @@ func absDur(d time.Duration) time.Duration {
 // maxmemory (0, no limit, when any master has none).
 func sumMemory(replies [][]byte) (used, maxmem int64) {
 	unlimited := false
+	eachInfoField(replies, func(k, v []byte) {
+		switch string(k) {
+		case "used_memory":
+			n, _ := strconv.ParseInt(string(v), 10, 64)
+			used += n
+		case "maxmemory":
+			n, _ := strconv.ParseInt(string(v), 10, 64)
+			if n == 0 {
+				unlimited = true
+			}
+			maxmem += n
+		}
+	})
+	if unlimited {
+		maxmem = 0
+	}
+	return used, maxmem
+}
+
+// eachInfoField calls f with each "key:value" line of the nodes' INFO
+// replies (bulk strings); other replies and lines are skipped.
+func eachInfoField(replies [][]byte, f func(key, value []byte)) {
 	for _, r := range replies {
 		text, ok := resp.BulkValue(r)
 		if !ok {
 			continue
 		}
 		for _, line := range bytes.Split(text, []byte("\r\n")) {
-			k, v, found := bytes.Cut(line, []byte(":"))
-			if !found {
-				continue
-			}
-			switch string(k) {
-			case "used_memory":
-				n, _ := strconv.ParseInt(string(v), 10, 64)
-				used += n
-			case "maxmemory":
-				n, _ := strconv.ParseInt(string(v), 10, 64)
-				if n == 0 {
-					unlimited = true
-				}
-				maxmem += n
+			if k, v, found := bytes.Cut(line, []byte(":")); found {
+				f(k, v)
 			}
 		}
 	}
-	if unlimited {
-		maxmem = 0
-	}
-	return used, maxmem
 }
 
 // humanBytes formats n as Redis's INFO does: 1023B, 1.50K, 9.34M, 2.00G.

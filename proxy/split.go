@@ -400,34 +400,27 @@ func isNull(frame []byte) bool {
 func sumKeyspace(replies [][]byte) (map[string][2]int64, []string) {
 	sums := map[string][2]int64{}
 	var order []string
-	for _, r := range replies {
-		text, ok := resp.BulkValue(r)
-		if !ok {
-			continue
+	eachInfoField(replies, func(db, rest []byte) {
+		if !bytes.HasPrefix(db, []byte("db")) {
+			return
 		}
-		for _, line := range bytes.Split(text, []byte("\r\n")) {
-			db, rest, found := bytes.Cut(line, []byte(":"))
-			if !found || !bytes.HasPrefix(db, []byte("db")) {
-				continue
+		var v [2]int64
+		for _, kv := range bytes.Split(rest, []byte(",")) {
+			k, val, _ := bytes.Cut(kv, []byte("="))
+			n, _ := strconv.ParseInt(string(val), 10, 64)
+			switch string(k) {
+			case "keys":
+				v[0] = n
+			case "expires":
+				v[1] = n
 			}
-			var v [2]int64
-			for _, kv := range bytes.Split(rest, []byte(",")) {
-				k, val, _ := bytes.Cut(kv, []byte("="))
-				n, _ := strconv.ParseInt(string(val), 10, 64)
-				switch string(k) {
-				case "keys":
-					v[0] = n
-				case "expires":
-					v[1] = n
-				}
-			}
-			name := string(db)
-			if _, seen := sums[name]; !seen {
-				order = append(order, name)
-			}
-			s := sums[name]
-			sums[name] = [2]int64{s[0] + v[0], s[1] + v[1]}
 		}
-	}
+		name := string(db)
+		if _, seen := sums[name]; !seen {
+			order = append(order, name)
+		}
+		s := sums[name]
+		sums[name] = [2]int64{s[0] + v[0], s[1] + v[1]}
+	})
 	return sums, order
 }
