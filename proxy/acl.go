@@ -363,34 +363,72 @@ func errNoPermCommand(name string) string {
 	return "NOPERM this user has no permissions to run the '" + name + "' command"
 }
 
+// What deny finds.
+const (
+	allowed = iota
+	deniedCommand
+	deniedKey
+	deniedChannel
+)
+
 // check returns the permission error for running spec with args, or "".
 // keys is scratch space for key indexes.
 func (u *aclUser) check(spec *command.Spec, args [][]byte, keys []int) string {
-	if !u.mayRun(spec) {
+	switch kind, _ := u.deny(spec, args, keys); kind {
+	case deniedCommand:
 		return errNoPermCommand(spec.Name)
-	}
-	if !u.allChannels {
-		if msg := u.checkChannels(spec, args); msg != "" {
-			return msg
-		}
-	}
-	if u.allKeys || spec.KeysAreChannels() {
-		return ""
-	}
-	idx, err := spec.Keys(args, keys)
-	if err != nil {
-		return "" // malformed: the command's own error follows
-	}
-	for _, i := range idx {
-		if !u.mayUseKey(args[i]) {
-			return errNoPermKeys
-		}
+	case deniedChannel:
+		return errNoPermChannels
+	case deniedKey:
+		return errNoPermKeys
 	}
 	return ""
 }
 
-// checkChannels checks the channels of the Pub/Sub commands that name them.
-func (u *aclUser) checkChannels(spec *command.Spec, args [][]byte) string {
+// explain is ACL DRYRUN's verdict on running spec with args: "" when
+// allowed, else what Redis says (naming the key or channel refused).
+func (u *aclUser) explain(spec *command.Spec, args [][]byte) string {
+	switch kind, what := u.deny(spec, args, nil); kind {
+	case deniedCommand:
+		return "This user has no permissions to run the '" + spec.Name + "' command"
+	case deniedChannel:
+		return "This user has no permissions to access the '" + string(what) + "' channel"
+	case deniedKey:
+		return "This user has no permissions to access the '" + string(what) + "' key"
+	}
+	return ""
+}
+
+// deny checks running spec with args: the first refusal found (the
+// command, then its channels, then its keys) and the channel or key
+// refused. keys is scratch space for key indexes.
+func (u *aclUser) deny(spec *command.Spec, args [][]byte, keys []int) (int, []byte) {
+	if !u.mayRun(spec) {
+		return deniedCommand, nil
+	}
+	if !u.allChannels {
+		if ch := u.deniedChannel(spec, args); ch != nil {
+			return deniedChannel, ch
+		}
+	}
+	if u.allKeys || spec.KeysAreChannels() {
+		return allowed, nil
+	}
+	idx, err := spec.Keys(args, keys)
+	if err != nil {
+		return allowed, nil // malformed: the command's own error follows
+	}
+	for _, i := range idx {
+		if !u.mayUseKey(args[i]) {
+			return deniedKey, args[i]
+		}
+	}
+	return allowed, nil
+}
+
+// deniedChannel returns the first channel of a Pub/Sub command that names
+// them which the user may not use, or nil.
+func (u *aclUser) deniedChannel(spec *command.Spec, args [][]byte) []byte {
 	var chans [][]byte
 	literal := false
 	switch spec.Name {
@@ -401,14 +439,14 @@ func (u *aclUser) checkChannels(spec *command.Spec, args [][]byte) string {
 	case "psubscribe":
 		chans, literal = args[1:], true
 	default:
-		return ""
+		return nil
 	}
 	for _, ch := range chans {
 		if !u.mayUseChannel(ch, literal) {
-			return errNoPermChannels
+			return ch
 		}
 	}
-	return ""
+	return nil
 }
 
 // globMatch reports whether s matches the Redis glob pattern p: '*' any

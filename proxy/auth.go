@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/clusterproxy/clusterproxy/internal/command"
+	"github.com/clusterproxy/clusterproxy/internal/resp"
 )
 
 // Client authentication: the users a session may authenticate as (the
@@ -293,4 +294,30 @@ func (s *session) userName() string {
 		return *n
 	}
 	return "default"
+}
+
+// aclDryrun answers ACL DRYRUN user command [arg ...]: +OK when the proxy
+// user may run the command, else Redis's explanation as a bulk string
+// (the command, key or channel refused).
+func (s *session) aclDryrun(c *call, args [][]byte) *call {
+	u := s.srv.users.Load().byName[string(args[2])]
+	if u == nil {
+		return c.fail("ERR User '" + trunc(args[2], 128) + "' not found")
+	}
+	cmd := args[3:]
+	spec := s.srv.table.Lookup(cmd)
+	switch {
+	case spec != nil && spec.IsContainer() && len(cmd) == 1:
+		return c.fail("ERR wrong number of arguments for '" + spec.Name + "' command")
+	case spec == nil || spec.IsContainer():
+		return c.fail("ERR Command '" + trunc(cmd[0], 128) + "' not found")
+	case !arityOK(spec.Arity, len(cmd)):
+		return c.fail("ERR wrong number of arguments for '" + spec.Name + "' command")
+	}
+	if msg := u.explain(spec, cmd); msg != "" {
+		c.reply = resp.AppendBulkString(c.reply, msg)
+		return c
+	}
+	c.reply = resp.AppendOK(c.reply)
+	return c
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/clusterproxy/clusterproxy/internal/testcluster"
 	"github.com/clusterproxy/clusterproxy/metrics"
 	"github.com/clusterproxy/clusterproxy/proxy"
 	"github.com/clusterproxy/clusterproxy/router"
@@ -238,3 +240,53 @@ func TestAuthRateLimit(t *testing.T) {
 	wantReply(t, r2, "+OK\r\n", "AUTH", "pw")
 	wantReply(t, r2, "+PONG\r\n", "PING")
 }
+
+// TestACLDryrunUsers: ACL USERS lists the proxy's users and ACL DRYRUN
+// checks a command against one of them with Redis's answers (naming the
+// command, key or channel refused), without running it; a restricted
+// default user may run neither.
+func TestACLDryrunUsers(t *testing.T) {
+	users := mustUsers(t, `
+user ops on >ops-pw allkeys allchannels +@all
+user alice on >alice-pw ~app:* &news:* +@read +@write +@pubsub -@dangerous
+`)
+	p := startProxy(t, shared, proxy.Config{Password: "def-pw", Users: users, RestrictDefaultUser: true}, router.Options{})
+	r := dialRaw(t, p.Addr)
+	wantReply(t, r, "+OK\r\n", "AUTH", "default", "def-pw")
+	wantReply(t, r, noPerm("acl|users"), "ACL", "USERS")
+	wantReply(t, r, noPerm("acl|dryrun"), "ACL", "DRYRUN", "alice", "GET", "app:1")
+	wantReply(t, r, "+OK\r\n", "AUTH", "ops", "ops-pw")
+	if got := r.do(t, "ACL", "USERS"); got != "*3\r\n" {
+		t.Fatalf("ACL USERS: %q", got)
+	}
+	for _, name := range []string{"alice", "default", "ops"} {
+		if got := r.reply(t); got != "$"+strconv.Itoa(len(name))+"\r\n"+name+"\r\n" {
+			t.Fatalf("ACL USERS: %q, want %s", got, name)
+		}
+	}
+	for _, tc := range []struct {
+		want string
+		args []string
+	}{
+		{"+OK\r\n", []string{"alice", "GET", "app:1"}},
+		{"+OK\r\n", []string{"alice", "PUBLISH", "news:today", "x"}},
+		{bulk("This user has no permissions to access the 'other' key"), []string{"alice", "MSET", "app:1", "v", "other", "w"}},
+		{bulk("This user has no permissions to run the 'flushall' command"), []string{"alice", "FLUSHALL"}},
+		{bulk("This user has no permissions to access the 'sport' channel"), []string{"alice", "SUBSCRIBE", "news:x", "sport"}},
+		{bulk("This user has no permissions to run the 'config|get' command"), []string{"default", "CONFIG", "GET", "maxmemory"}},
+		{"+OK\r\n", []string{"default", "GET", "any"}},
+		{"-ERR User 'nobody' not found\r\n", []string{"nobody", "GET", "x"}},
+		{"-ERR Command 'NOSUCH' not found\r\n", []string{"alice", "NOSUCH"}},
+		{"-ERR Command 'CONFIG' not found\r\n", []string{"alice", "CONFIG", "NOPE"}},
+		{"-ERR wrong number of arguments for 'config' command\r\n", []string{"alice", "CONFIG"}},
+		{"-ERR wrong number of arguments for 'get' command\r\n", []string{"alice", "GET"}},
+	} {
+		wantReply(t, r, tc.want, append([]string{"ACL", "DRYRUN"}, tc.args...)...)
+	}
+	// Nothing ran.
+	if n, err := testcluster.NewClusterClient(t, shared).Exists(context.Background(), "app:1").Result(); err != nil || n != 0 {
+		t.Fatalf("EXISTS app:1 = %d, %v: ACL DRYRUN ran its command", n, err)
+	}
+}
+
+func bulk(s string) string { return "$" + strconv.Itoa(len(s)) + "\r\n" + s + "\r\n" }

@@ -21,12 +21,12 @@ import (
 // the shared node connections.
 
 // actsOnOtherClients reports whether a command the proxy answers itself
-// acts on other clients or sees their commands (MONITOR): a restricted
-// default user may not run it, as it may not run the @admin commands sent
-// to nodes.
+// acts on other clients, sees their commands (MONITOR) or shows the users
+// (ACL USERS, DRYRUN): a restricted default user may not run it, as it may
+// not run the @admin commands sent to nodes.
 func actsOnOtherClients(name string) bool {
 	switch name {
-	case "client|kill", "client|pause", "client|unpause", "client|unblock", "monitor":
+	case "client|kill", "client|pause", "client|unpause", "client|unblock", "monitor", "acl|users", "acl|dryrun":
 		return true
 	}
 	return false

@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"bytes"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -83,6 +85,14 @@ func (s *session) local(c *call, spec *command.Spec, args [][]byte) *call {
 		return s.info(c, args[1:])
 	case "acl|whoami":
 		c.reply = resp.AppendBulkString(c.reply, s.currentUser().name)
+	case "acl|users":
+		names := slices.Sorted(maps.Keys(s.srv.users.Load().byName))
+		c.reply = resp.AppendArrayHeader(c.reply, len(names))
+		for _, n := range names {
+			c.reply = resp.AppendBulkString(c.reply, n)
+		}
+	case "acl|dryrun":
+		return s.aclDryrun(c, args)
 	case "slowlog|get", "slowlog|len", "slowlog|reset":
 		return s.slowlogCmd(c, spec.Name, args)
 	case "role":

@@ -225,12 +225,12 @@ var overrides = map[string]override{
 	"acl|setuser": {policy: Unsupported, reason: whyACL},
 	"acl|deluser": {policy: Unsupported, reason: whyACL},
 	"acl|getuser": {policy: Unsupported, reason: whyACL},
-	"acl|users":   {policy: Unsupported, reason: whyACL},
+	"acl|users":   {policy: Local}, // the proxy's users, as DRYRUN checks them
 	"acl|list":    {policy: Unsupported, reason: whyACL},
 	"acl|load":    {policy: Unsupported, reason: whyACL},
 	"acl|save":    {policy: Unsupported, reason: whyACL},
 	"acl|log":     {policy: Unsupported, reason: whyACL},
-	"acl|dryrun":  {policy: Unsupported, reason: whyACL},
+	"acl|dryrun":  {policy: Local},
 	// The proxy authenticates its clients itself: it names the client's
 	// proxy user.
 	"acl|whoami": {policy: Local},
