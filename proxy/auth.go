@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -133,13 +134,17 @@ func (s *session) denied(spec *command.Spec, args [][]byte) string {
 	if spec == s.allowedSpec && u == s.allowedUser {
 		return "" // the same command as last time, for the same user
 	}
-	msg := u.check(spec, args, s.keys[:0])
-	if msg == "" && u.allKeys && u.allChannels {
-		// Neither keys nor channels are checked for this user: the
-		// verdict holds for every later use of spec.
-		s.allowedSpec, s.allowedUser = spec, u
+	kind, what := u.deny(spec, args, s.keys[:0])
+	if kind == allowed {
+		if u.allKeys && u.allChannels {
+			// Neither keys nor channels are checked for this user: the
+			// verdict holds for every later use of spec.
+			s.allowedSpec, s.allowedUser = spec, u
+		}
+		return ""
 	}
-	return msg
+	s.logRefusal(u, spec, kind, what)
+	return noPermError(kind, spec.Name)
 }
 
 // authenticate checks AUTH's or HELLO AUTH's [user] password and, when they
@@ -165,6 +170,7 @@ func (s *session) authenticate(args [][]byte) string {
 	if !u.passwordOK(pass) {
 		s.srv.authLimit.fail(ip, now)
 		s.srv.obs.AuthFailure()
+		s.srv.acllog.add("auth", "toplevel", "AUTH", name, strings.TrimSuffix(s.clientLine(), "\n"), now)
 		s.srv.log.Debug("client authentication failed", "client", s.id, "addr", s.conn.RemoteAddr().String(), "user", trunc(args[0], 64))
 		return "WRONGPASS invalid username-password pair or user is disabled."
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterproxy/clusterproxy/internal/resp"
 	"github.com/clusterproxy/clusterproxy/internal/testcluster"
 	"github.com/clusterproxy/clusterproxy/metrics"
 	"github.com/clusterproxy/clusterproxy/proxy"
@@ -290,3 +291,73 @@ user alice on >alice-pw ~app:* &news:* +@read +@write +@pubsub -@dangerous
 }
 
 func bulk(s string) string { return "$" + strconv.Itoa(len(s)) + "\r\n" + s + "\r\n" }
+
+// TestACLLog: ACL LOG records the proxy users' refused commands, keys and
+// channels and failed authentications, newest first, grouping repeats, in
+// Redis 7.0's fields; ACL LOG count and RESET work.
+func TestACLLog(t *testing.T) {
+	users := mustUsers(t, `
+user ops on >ops-pw allkeys allchannels +@all
+user alice on >alice-pw ~app:* &news:* +@read +@write +@pubsub +@transaction -@dangerous
+`)
+	p := startProxy(t, shared, proxy.Config{Users: users}, router.Options{})
+	a := dialFrames(t, p.Addr, 2)
+	a.do(t, "+OK", "AUTH", "alice", "alice-pw")
+	a.do(t, "-NOPERM *", "GET", "other")
+	a.do(t, "-NOPERM *", "FLUSHALL")
+	a.do(t, "-NOPERM *", "FLUSHALL")
+	a.do(t, "-NOPERM *", "PUBLISH", "sport", "x")
+	a.do(t, "+OK", "MULTI")
+	a.do(t, "-NOPERM *", "SET", "secret", "x")
+	a.do(t, "-EXECABORT *", "EXEC")
+	a.do(t, "-WRONGPASS *", "AUTH", "alice", "wrong")
+
+	ops := dialFrames(t, p.Addr, 2)
+	ops.send(t, []string{"HELLO", "3", "AUTH", "ops", "ops-pw"}) // a map and a double per entry
+	ops.next(t)
+	logEntries := func(args ...string) ([]byte, [][]byte) {
+		t.Helper()
+		ops.send(t, append([]string{"ACL", "LOG"}, args...))
+		frame, err := ops.rd.ReadReply()
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries, _, err := resp.Elements(frame, nil)
+		if err != nil {
+			t.Fatalf("ACL LOG %v: %v: %q", args, err, frame)
+		}
+		return frame, entries
+	}
+	frame, entries := logEntries()
+	want := []string{
+		"count 1 reason auth context toplevel object AUTH username alice age-seconds * client-info id=* user=alice *",
+		"count 1 reason key context multi object secret username alice age-seconds * client-info id=* cmd=set user=alice *",
+		"count 1 reason channel context toplevel object sport username alice age-seconds * client-info *",
+		"count 2 reason command context toplevel object flushall username alice age-seconds * client-info *",
+		"count 1 reason key context toplevel object other username alice age-seconds * client-info *",
+	}
+	if len(entries) != len(want) {
+		t.Fatalf("ACL LOG has %d entries, want %d: %q", len(entries), len(want), frame)
+	}
+	for i, e := range entries {
+		if got := describeFrame(e); !matches(want[i], got) {
+			t.Fatalf("ACL LOG entry %d:\n%s\nwant\n%s", i, got, want[i])
+		}
+	}
+	if !strings.HasPrefix(string(entries[0]), "%7\r\n") || !strings.Contains(string(entries[0]), "age-seconds\r\n,") {
+		t.Fatalf("ACL LOG entry in RESP3 is not a map with a double: %q", entries[0])
+	}
+	if frame, entries := logEntries("1"); len(entries) != 1 || !matches("count 1 reason auth *", describeFrame(entries[0])) {
+		t.Fatalf("ACL LOG 1: %q", frame)
+	}
+	if frame, entries := logEntries("-1"); len(entries) != 0 {
+		t.Fatalf("ACL LOG -1: %q", frame)
+	}
+	ops.do(t, "-ERR value is not an integer or out of range", "ACL", "LOG", "x")
+	ops.do(t, "+OK", "ACL", "LOG", "RESET")
+	if frame, entries := logEntries(); len(entries) != 0 {
+		t.Fatalf("ACL LOG after RESET: %q", frame)
+	}
+	// alice may not read the log.
+	a.do(t, "-NOPERM this user has no permissions to run the 'acl|log' command", "ACL", "LOG")
+}

@@ -26,7 +26,7 @@ import (
 // not run the @admin commands sent to nodes.
 func actsOnOtherClients(name string) bool {
 	switch name {
-	case "client|kill", "client|pause", "client|unpause", "client|unblock", "monitor", "acl|users", "acl|dryrun":
+	case "client|kill", "client|pause", "client|unpause", "client|unblock", "monitor", "acl|users", "acl|dryrun", "acl|log":
 		return true
 	}
 	return false

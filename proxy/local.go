@@ -93,6 +93,8 @@ func (s *session) local(c *call, spec *command.Spec, args [][]byte) *call {
 		}
 	case "acl|dryrun":
 		return s.aclDryrun(c, args)
+	case "acl|log":
+		return s.aclLogCmd(c, args)
 	case "slowlog|get", "slowlog|len", "slowlog|reset":
 		return s.slowlogCmd(c, spec.Name, args)
 	case "role":

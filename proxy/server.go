@@ -33,8 +33,8 @@ type Config struct {
 	// opens) the commands of the @dangerous and @admin categories (FLUSHALL,
 	// FLUSHDB, CONFIG, KEYS, SCRIPT/FUNCTION FLUSH...), except those the proxy
 	// answers itself (INFO, ROLE, CLIENT LIST) and that neither see nor act
-	// on other clients (MONITOR, CLIENT KILL, PAUSE, UNPAUSE and UNBLOCK
-	// do). Default false: like Redis's
+	// on other clients or users (MONITOR, CLIENT KILL, PAUSE, UNPAUSE and
+	// UNBLOCK, ACL USERS, DRYRUN and LOG do). Default false: like Redis's
 	// default user, it may run everything.
 	RestrictDefaultUser bool
 	// Users are more client users, from a users file (LoadUsers); a user
@@ -174,6 +174,7 @@ type Server struct {
 
 	pause    pauser   // CLIENT PAUSE
 	monitors monitors // sessions in MONITOR mode
+	acllog   aclLog   // ACL LOG
 
 	// For INFO stats: connections refused by MaxClients, commands of the
 	// sessions that ended (guarded by mu), and the ops rate samples.

@@ -229,7 +229,7 @@ var overrides = map[string]override{
 	"acl|list":    {policy: Unsupported, reason: whyACL},
 	"acl|load":    {policy: Unsupported, reason: whyACL},
 	"acl|save":    {policy: Unsupported, reason: whyACL},
-	"acl|log":     {policy: Unsupported, reason: whyACL},
+	"acl|log":     {policy: Local},
 	"acl|dryrun":  {policy: Local},
 	// The proxy authenticates its clients itself: it names the client's
 	// proxy user.
