@@ -371,13 +371,6 @@ const (
 	deniedChannel
 )
 
-// check returns the permission error for running spec with args, or "".
-// keys is scratch space for key indexes.
-func (u *aclUser) check(spec *command.Spec, args [][]byte, keys []int) string {
-	kind, _ := u.deny(spec, args, keys)
-	return noPermError(kind, spec.Name)
-}
-
 // noPermError is the error a command refused by deny answers, "" when
 // allowed.
 func noPermError(kind int, name string) string {

@@ -81,10 +81,18 @@ func TestCompileUser(t *testing.T) {
 	if u.mayRun(get) || !u.mayRun(flush) {
 		t.Fatal("rules apply in order")
 	}
-	if msg := compile("+get ~k:*").check(get, [][]byte{[]byte("get"), []byte("x")}, nil); msg != errNoPermKeys {
+	check := func(u *aclUser, args ...string) string {
+		var argv [][]byte
+		for _, a := range args {
+			argv = append(argv, []byte(a))
+		}
+		kind, _ := u.deny(get, argv, nil)
+		return noPermError(kind, get.Name)
+	}
+	if msg := check(compile("+get ~k:*"), "get", "x"); msg != errNoPermKeys {
 		t.Fatalf("key check: %q", msg)
 	}
-	if msg := compile("+get ~k:* resetkeys ~x").check(get, [][]byte{[]byte("get"), []byte("x")}, nil); msg != "" {
+	if msg := check(compile("+get ~k:* resetkeys ~x"), "get", "x"); msg != "" {
 		t.Fatalf("resetkeys then ~x: %q", msg)
 	}
 	if _, err := compileUser(UserSpec{Name: "u", Rules: []string{"+@nosuch"}}, &tbl); err == nil || !strings.Contains(err.Error(), "unknown category") {

@@ -33,9 +33,8 @@ const (
 
 // add logs one refusal: reason is "command", "key", "channel" or "auth";
 // context "toplevel" or "multi"; object the command, key, channel or
-// "AUTH"; clientInfo the client's CLIENT INFO line.
+// "AUTH" (at most 128 bytes); clientInfo the client's CLIENT INFO line.
 func (l *aclLog) add(reason, context, object, user, clientInfo string, now time.Time) {
-	object = truncString(object, 128)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for i, e := range l.entries {
@@ -90,23 +89,25 @@ func (s *session) logRefusal(u *aclUser, spec *command.Spec, kind int, what []by
 	reason, object := "command", spec.Name
 	switch kind {
 	case deniedKey:
-		reason, object = "key", string(what)
+		reason, object = "key", trunc(what, 128)
 	case deniedChannel:
-		reason, object = "channel", string(what)
+		reason, object = "channel", trunc(what, 128)
 	}
 	context := "toplevel"
 	if s.tx != nil && s.tx.multi {
 		context = "multi"
 	}
-	s.srv.acllog.add(reason, context, object, u.name, strings.TrimSuffix(s.clientLine(), "\n"), time.Now())
+	s.srv.acllog.add(reason, context, object, u.name, s.clientInfo(), time.Now())
 }
 
-// truncString cuts s to at most n bytes.
-func truncString(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
+// logAuthFailure adds a failed AUTH or HELLO AUTH as user to the ACL log.
+func (s *session) logAuthFailure(user []byte, now time.Time) {
+	s.srv.acllog.add("auth", "toplevel", "AUTH", trunc(user, 128), s.clientInfo(), now)
+}
+
+// clientInfo is the session's CLIENT INFO line without its newline.
+func (s *session) clientInfo() string {
+	return strings.TrimSuffix(s.clientLine(), "\n")
 }
 
 // aclLogCmd answers ACL LOG [count | RESET] (count 10 by default).

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -170,7 +169,7 @@ func (s *session) authenticate(args [][]byte) string {
 	if !u.passwordOK(pass) {
 		s.srv.authLimit.fail(ip, now)
 		s.srv.obs.AuthFailure()
-		s.srv.acllog.add("auth", "toplevel", "AUTH", name, strings.TrimSuffix(s.clientLine(), "\n"), now)
+		s.logAuthFailure([]byte(name), now)
 		s.srv.log.Debug("client authentication failed", "client", s.id, "addr", s.conn.RemoteAddr().String(), "user", trunc(args[0], 64))
 		return "WRONGPASS invalid username-password pair or user is disabled."
 	}
