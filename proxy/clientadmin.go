@@ -397,9 +397,11 @@ func (s *session) clientReply(c *call, args [][]byte) *call {
 
 // Client state flags, as CLIENT LIST shows them.
 const (
-	flagBlocked uint32 = 1 << iota // b: waiting in a blocking command
-	flagMulti                      // x: inside MULTI
-	flagMonitor                    // O: in MONITOR mode
+	flagBlocked  uint32 = 1 << iota // b: waiting in a blocking command
+	flagMulti                       // x: inside MULTI
+	flagMonitor                     // O: in MONITOR mode
+	flagTracking                    // t: CLIENT TRACKING on
+	flagBcast                       // B: tracking in BCAST mode
 )
 
 // setFlag sets or clears a state flag; only the session's reader calls it.
@@ -435,6 +437,15 @@ func (s *session) flagLetters() string {
 	}
 	if f&flagBlocked != 0 {
 		b = append(b, 'b')
+	}
+	if f&flagTracking != 0 {
+		b = append(b, 't')
+		if s.redirBroken.Load() {
+			b = append(b, 'R')
+		}
+	}
+	if f&flagBcast != 0 {
+		b = append(b, 'B')
 	}
 	if len(b) == 0 {
 		return "N"

@@ -66,6 +66,9 @@ func (s *session) local(c *call, spec *command.Spec, args [][]byte) *call {
 	case "hello":
 		return s.hello(c, args[1:])
 	case "reset":
+		s.setForeign(false)
+		s.untrack()
+		s.trk = nil
 		if s.subs != nil {
 			s.subs.close()
 			s.subs = nil
@@ -276,14 +279,21 @@ func (s *session) client(c *call, args [][]byte) *call {
 			"KILL <ip:port> | KILL [ID id] [ADDR ip:port] [LADDR ip:port] [USER name] [TYPE normal|pubsub] [SKIPME yes|no] [MAXAGE secs]",
 			"PAUSE <milliseconds> [WRITE|ALL] (this proxy's clients)", "UNPAUSE", "REPLY ON|OFF|SKIP",
 			"UNBLOCK <id> [TIMEOUT|ERROR]", "NO-EVICT ON|OFF",
+			"TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> ...] [OPTIN] [OPTOUT] [NOLOOP]",
+			"CACHING (YES|NO)", "TRACKINGINFO", "GETREDIR",
 		}
 		c.reply = resp.AppendArrayHeader(c.reply, len(lines))
 		for _, l := range lines {
 			c.reply = resp.AppendSimple(c.reply, l)
 		}
-	case "tracking", "caching", "getredir", "trackinginfo":
-		s.srv.obs.Unsupported("client|" + sub)
-		return c.fail("ERR command 'client|" + sub + "' is not supported by the proxy: client-side caching needs a direct connection to each node")
+	case "tracking":
+		return s.clientTracking(c, args)
+	case "caching":
+		return s.clientCaching(c, args)
+	case "trackinginfo":
+		return s.clientTrackingInfo(c)
+	case "getredir":
+		return s.clientGetRedir(c)
 	case "kill":
 		return s.clientKill(c, args)
 	case "pause":
@@ -344,7 +354,7 @@ func (s *session) clientLine() string {
 		" psub=" + strconv.Itoa(int(s.subCounts[1].Load())) +
 		" ssub=" + strconv.Itoa(int(s.subCounts[2].Load())) +
 		" cmd=" + cmd +
-		" user=" + s.userName() + " resp=" + strconv.Itoa(int(s.protoShown.Load())) +
+		" user=" + s.userName() + " redir=" + strconv.FormatInt(s.redirShown(), 10) + " resp=" + strconv.Itoa(int(s.protoShown.Load())) +
 		" lib-name=" + loadString(&s.libName) + " lib-ver=" + loadString(&s.libVer) + "\n"
 }
 
@@ -445,6 +455,7 @@ func (s *session) info(c *call, sections [][]byte) *call {
 			"\r\nblocked_clients:" + strconv.Itoa(st.blocked) +
 			"\r\npubsub_clients:" + strconv.Itoa(st.pubsub) +
 			"\r\nmonitor_clients:" + strconv.Itoa(int(s.srv.monitors.n.Load())) +
+			"\r\ntracking_clients:" + strconv.Itoa(int(s.srv.tracking.n.Load())) +
 			"\r\npaused_actions:" + paused +
 			"\r\npaused_timeout_milliseconds:" + strconv.FormatInt(left.Milliseconds(), 10) + "\r\n\r\n")
 	}
@@ -455,7 +466,10 @@ func (s *session) info(c *call, sections [][]byte) *call {
 		b.WriteString("# Stats\r\ntotal_connections_received:" + strconv.FormatInt(s.srv.nextID.Load(), 10) +
 			"\r\ntotal_commands_processed:" + strconv.FormatInt(total, 10) +
 			"\r\ninstantaneous_ops_per_sec:" + strconv.FormatInt(s.srv.opsRate.sample(time.Now(), total), 10) +
-			"\r\nrejected_connections:" + strconv.FormatInt(s.srv.rejected.Load(), 10) + "\r\n\r\n")
+			"\r\nrejected_connections:" + strconv.FormatInt(s.srv.rejected.Load(), 10) +
+			"\r\ntracking_total_keys:" + strconv.FormatInt(s.srv.tracking.nkeys.Load(), 10) +
+			"\r\ntracking_total_items:" + strconv.FormatInt(s.srv.tracking.nitems.Load(), 10) +
+			"\r\ntracking_total_prefixes:" + strconv.FormatInt(s.srv.tracking.prefixes.Load(), 10) + "\r\n\r\n")
 	}
 	if show("cluster") {
 		b.WriteString("# Cluster\r\ncluster_enabled:0\r\n\r\n")

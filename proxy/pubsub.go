@@ -169,6 +169,7 @@ func pubsubAllowed(name string) bool {
 func (s *session) pubsub(c *call, spec *command.Spec, args [][]byte) *call {
 	if s.subs == nil {
 		s.subs = &subs{s: s, conns: map[string]*subConn{}, sets: newSubView(), view: newSubView()}
+		s.setForeign(true) // invalidations redirected here may come now (tracking.go)
 	}
 	p := s.subs
 	names := args[1:]

@@ -97,6 +97,12 @@ type Config struct {
 	WriteReplicas        int
 	WriteReplicasTimeout time.Duration
 
+	// TrackingMaxKeys bounds the keys the proxy remembers for clients'
+	// caches (CLIENT TRACKING); beyond it a key is forgotten and its
+	// readers told it changed, as Redis does at tracking-table-max-keys.
+	// Default 1,000,000.
+	TrackingMaxKeys int
+
 	// GatewayTimeout bounds one gateway command (rate limit, cache,
 	// context), a cache lookup that waits for another caller's fill
 	// included. Default 30s.
@@ -122,6 +128,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
+	}
+	if c.TrackingMaxKeys <= 0 {
+		c.TrackingMaxKeys = 1_000_000
 	}
 	if c.GatewayTimeout <= 0 {
 		c.GatewayTimeout = 30 * time.Second
@@ -174,6 +183,7 @@ type Server struct {
 
 	pause    pauser   // CLIENT PAUSE
 	monitors monitors // sessions in MONITOR mode
+	tracking *tracker // CLIENT TRACKING (tracking.go)
 	acllog   aclLog   // ACL LOG
 
 	// For INFO stats: connections refused by MaxClients, commands of the
@@ -205,6 +215,7 @@ func New(cfg Config, r *router.Router, t *command.Table) (*Server, error) {
 		sessions:  map[*session]struct{}{},
 		started:   time.Now(),
 	}
+	s.tracking = newTracker(s, cfg.TrackingMaxKeys)
 	s.calls.New = func() any { return newCall() }
 	s.readBufSize = cfg.Limits.BufferSize
 	if s.readBufSize <= 0 {
@@ -335,6 +346,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.pause.kick() // readers held by CLIENT PAUSE see they are stopped
+	defer s.tracking.close()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -158,6 +159,26 @@ type session struct {
 	// blockConn is the node connection the blocking command the writer is
 	// running waits on, for CLIENT UNBLOCK from other sessions.
 	blockConn atomic.Pointer[router.Dedicated]
+
+	// Client-side caching (tracking.go). trk is the CLIENT TRACKING state,
+	// owned by the reader; nil until tracking is first turned on, and while
+	// it is set the reader leaves every reply to the writer, since
+	// invalidations may arrive at any time. inv holds the invalidations on
+	// their way; regSeq is the seq of the last read whose keys were
+	// registered, wseq that of the last command written (owned like
+	// writeClock). redirect and redirID are the client invalidations go to
+	// (REDIRECT), redirBroken set once it is gone.
+	trk         *tracking
+	inv         invOutbox
+	regSeq      atomic.Int64
+	wseq        int64
+	redirect    atomic.Pointer[session]
+	redirID     atomic.Int64
+	redirBroken atomic.Bool
+	// foreignOK allows frames from other sessions (invalidations redirected
+	// here) while the client is in pub/sub mode; foreignMu guards it.
+	foreignMu sync.Mutex
+	foreignOK bool
 }
 
 func newSession(srv *Server, conn net.Conn, id int64) *session {
@@ -224,10 +245,12 @@ func (s *session) readLoop() {
 	defer s.cancel()
 	defer s.endTx(false) // an open transaction's connection holds state: close it
 	defer func() {
+		s.setForeign(false) // before pending closes: other sessions push into it
 		if s.subs != nil {
-			s.subs.close() // before pending closes: subscribers push into it
+			s.subs.close() // so do subscribers
 		}
-		s.stopMonitor() // so do monitors
+		s.stopMonitor() // monitors
+		s.untrack()     // and the tracker
 	}()
 	rd := resp.NewReader(newIdleConn(s.conn), s.srv.cfg.Limits)
 	s.bufs = readBuffers{s: s, pool: &s.srv.readBufs, size: s.srv.readBufSize}
@@ -268,6 +291,9 @@ func (s *session) readLoop() {
 			s.lastCmdAt.Store(s.readAt.UnixNano())
 		}
 		c := s.dispatch(cmd)
+		if s.trk != nil && s.trk.caching != 0 && (s.tx == nil || !s.tx.multi) && !bytes.EqualFold(cmd.Args[0], []byte("client")) {
+			s.trk.caching = 0 // CLIENT CACHING holds for one command, or a whole MULTI
+		}
 		s.dispatched++
 		s.cmds.Store(s.dispatched)
 		c.seq = s.dispatched
@@ -289,7 +315,7 @@ func (s *session) readLoop() {
 			s.readAt = time.Time{}
 			continue
 		}
-		if !c.quit && c.gw == nil && rd.Buffered() == 0 && s.queued.Load() == 0 && s.subs == nil && !s.monitoring {
+		if !c.quit && c.gw == nil && rd.Buffered() == 0 && s.queued.Load() == 0 && s.subs == nil && !s.monitoring && s.trk == nil {
 			// A client that sent one command and waits for its reply (no
 			// pipeline behind it): answer it here, sparing the hand-off to
 			// the writer goroutine. Commands that arrive together still go
@@ -500,6 +526,12 @@ func (s *session) write(c *call, flush bool) bool {
 	if !c.mute || c.confirm != nil { // confirmations go out, as Redis sends them
 		_, err = s.bw.Write(out)
 	}
+	if c.seq > 0 {
+		s.wseq = c.seq
+	}
+	if s.inv.pending.Load() {
+		s.drainInvalidations() // those waiting for this reply go out after it
+	}
 	if c.name != "" {
 		end := s.endTime(c)
 		failed := resp.IsError(out)
@@ -643,6 +675,9 @@ func (s *session) dispatch(cmd resp.Command) *call {
 		s.stopMonitor() // a monitor does not see its own RESET, as with Redis
 	}
 	s.feedMonitors(spec, args)
+	if s.trk != nil && s.trk.on && (spec.Flags&command.ReadOnly != 0 || isScript(spec.Name)) && !(spec.Policy == command.Blocking && spec.Blocks(args)) {
+		s.trackRead(spec, args) // client-side caching: before the read is sent
+	}
 	if s.inTx(spec) {
 		return s.transaction(c, spec, cmd)
 	}

@@ -30,6 +30,7 @@ type Config struct {
 	ConnsPerNode    int
 	MaxClients      int
 	MaxPipeline     int
+	TrackingMaxKeys int
 	MaxBulk         int64
 	MaxArgs         int64
 	IdleTimeout     time.Duration
@@ -105,6 +106,7 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.ConnsPerNode, "conns-per-node", 1, "multiplexed connections per node (and per RESP version); more than 1 only helps when large replies would hold up others")
 	fs.IntVar(&c.MaxClients, "max-clients", 10000, "most client connections at once")
 	fs.IntVar(&c.MaxPipeline, "max-pipeline", 1024, "most commands one client may have in flight before the proxy stops reading from it")
+	fs.IntVar(&c.TrackingMaxKeys, "tracking-max-keys", 1_000_000, "most keys remembered for clients' caches (CLIENT TRACKING); beyond it a key is forgotten and its readers told it changed")
 	fs.Int64Var(&c.MaxBulk, "max-bulk", 512<<20, "largest bulk string a client may send, in bytes")
 	fs.Int64Var(&c.MaxArgs, "max-args", 1<<20, "most arguments in one client command")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 0, "close client connections idle this long (0: never)")
@@ -246,7 +248,7 @@ func (c *Config) Validate() error {
 		"-dial-timeout": int64(c.DialTimeout), "-read-timeout": int64(c.ReadTimeout),
 		"-retry-window": int64(c.RetryWindow), "-refresh-interval": int64(c.RefreshInterval),
 		"-start-timeout": int64(c.StartTimeout), "-shutdown-timeout": int64(c.ShutdownTimeout),
-		"-slowlog-max-len": int64(c.SlowlogMaxLen),
+		"-slowlog-max-len": int64(c.SlowlogMaxLen), "-tracking-max-keys": int64(c.TrackingMaxKeys),
 	}
 	for name, v := range positive {
 		if v <= 0 {

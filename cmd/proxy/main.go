@@ -169,12 +169,13 @@ func run(ctx context.Context, cfg *Config, logOut io.Writer) error {
 	}
 
 	srv, err := proxy.New(proxy.Config{
-		Password:     cfg.Password,
-		MaxClients:   cfg.MaxClients,
-		MaxPipeline:  cfg.MaxPipeline,
-		Limits:       resp.Limits{MaxBulk: cfg.MaxBulk, MaxElements: cfg.MaxArgs},
-		IdleTimeout:  cfg.IdleTimeout,
-		AnnounceAddr: cfg.AnnounceAddr,
+		Password:        cfg.Password,
+		MaxClients:      cfg.MaxClients,
+		MaxPipeline:     cfg.MaxPipeline,
+		TrackingMaxKeys: cfg.TrackingMaxKeys,
+		Limits:          resp.Limits{MaxBulk: cfg.MaxBulk, MaxElements: cfg.MaxArgs},
+		IdleTimeout:     cfg.IdleTimeout,
+		AnnounceAddr:    cfg.AnnounceAddr,
 
 		WriteReplicas:        cfg.WriteReplicas,
 		WriteReplicasTimeout: cfg.WriteReplicasTimeout,
