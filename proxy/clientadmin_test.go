@@ -526,12 +526,12 @@ func TestClientList(t *testing.T) {
 		return strings.Contains(got, "id="+blockedID+" ") && strings.Contains(got, " flags=b ")
 	})
 	want := []string{
-		`id=` + plainID + ` addr=` + plain.LocalAddr().String() + ` laddr=* name= age=* idle=* flags=N db=0 sub=0 psub=0 ssub=0 cmd=client|id user=default resp=2 lib-name= lib-ver=`,
-		`id=` + subID + ` addr=* laddr=* name=listener age=* idle=* flags=P db=0 sub=1 psub=0 ssub=0 cmd=subscribe user=default resp=3 lib-name=mylib lib-ver=1.2`,
-		`id=` + txID + ` addr=* laddr=* name= age=* idle=* flags=x db=0 sub=0 psub=0 ssub=0 cmd=incr user=default resp=2 lib-name= lib-ver=`,
-		`id=` + blockedID + ` addr=* laddr=* name= age=* idle=* flags=b db=0 sub=0 psub=0 ssub=0 cmd=blpop user=default resp=2 lib-name= lib-ver=`,
-		`id=` + monID + ` addr=* laddr=* name= age=* idle=* flags=O db=0 sub=0 psub=0 ssub=0 cmd=monitor user=default resp=2 lib-name= lib-ver=`,
-		`id=` + adminID + ` addr=* laddr=* name= age=* idle=0 flags=N db=0 sub=0 psub=0 ssub=0 cmd=client|list user=default resp=2 lib-name= lib-ver=`,
+		`id=` + plainID + ` addr=` + plain.LocalAddr().String() + ` laddr=* name= age=* idle=* flags=N db=0 sub=0 psub=0 ssub=0 cmd=client|id user=default redir=-1 resp=2 lib-name= lib-ver=`,
+		`id=` + subID + ` addr=* laddr=* name=listener age=* idle=* flags=P db=0 sub=1 psub=0 ssub=0 cmd=subscribe user=default redir=-1 resp=3 lib-name=mylib lib-ver=1.2`,
+		`id=` + txID + ` addr=* laddr=* name= age=* idle=* flags=x db=0 sub=0 psub=0 ssub=0 cmd=incr user=default redir=-1 resp=2 lib-name= lib-ver=`,
+		`id=` + blockedID + ` addr=* laddr=* name= age=* idle=* flags=b db=0 sub=0 psub=0 ssub=0 cmd=blpop user=default redir=-1 resp=2 lib-name= lib-ver=`,
+		`id=` + monID + ` addr=* laddr=* name= age=* idle=* flags=O db=0 sub=0 psub=0 ssub=0 cmd=monitor user=default redir=-1 resp=2 lib-name= lib-ver=`,
+		`id=` + adminID + ` addr=* laddr=* name= age=* idle=0 flags=N db=0 sub=0 psub=0 ssub=0 cmd=client|list user=default redir=-1 resp=2 lib-name= lib-ver=`,
 	}
 	lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
 	if len(lines) != len(want) {

@@ -190,6 +190,13 @@ func TestFailoverMOVED(t *testing.T) {
 	sub.send(t, []string{"PSUBSCRIBE", "__keyspace@0__:kf:*"})
 	sub.expect(t, 0, "psubscribe __keyspace@0__:kf:* 1")
 
+	// A client-side caching client, to check it hears the new master.
+	trk := dialFrames(t, p.Addr, 3)
+	trk.send(t, []string{"CLIENT", "TRACKING", "ON"})
+	if got := trk.nextFrame(t); got != "OK" {
+		t.Fatalf("CLIENT TRACKING ON: %q", got)
+	}
+
 	w := runWriter(p.client(t, 3), keys)
 	time.Sleep(200 * time.Millisecond)
 	masters, err := cl.MasterAddrs(ctx)
@@ -217,6 +224,26 @@ func TestFailoverMOVED(t *testing.T) {
 			t.Fatalf("EVALSHA on %s after failover: %v", k, err)
 		}
 	}
+	// The proxy listens for invalidations on the new master, and tells
+	// tracking clients to drop every key, changes there before it listened
+	// having gone unheard; then changes there reach them.
+	if got := trk.nextFrame(t); got != "[invalidate (nil)]" {
+		t.Fatalf("tracking client after the failover: %q, want an invalidation of every key", got)
+	}
+	var kt string
+	for i := 0; kt == ""; i++ {
+		if k := fmt.Sprintf("trkfo:%d", i); p.Router.MasterOf(router.Slot([]byte(k))) == newMaster {
+			kt = k
+		}
+	}
+	trk.send(t, []string{"GET", kt})
+	if got := trk.nextFrame(t); got != "(nil)" {
+		t.Fatalf("GET %s: %q", kt, got)
+	}
+	if err := c.Set(ctx, kt, "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	trk.invalidated(t, kt)
 	// No connection broke: the next keyspace subscription moves the
 	// session's keyspace connections to the new master, and a key there
 	// is heard once through each pattern.

@@ -94,6 +94,9 @@ type tracker struct {
 	nkeys    atomic.Int64 // keys in the table
 	nitems   atomic.Int64 // (key, session) pairs in the table
 	prefixes atomic.Int64 // prefixes of the BCAST sessions
+	// sent counts keys reported changed to sessions; flushes the
+	// invalidations of every key (flushAll).
+	sent, flushes atomic.Int64
 
 	// mu guards running, listeners, retryAt and stop. It is taken before
 	// regMu, never after.
@@ -406,9 +409,9 @@ func (t *tracker) shard(key []byte) *trackShard {
 	return &t.shards[router.Slot(key)%trackShards]
 }
 
-// remember records that session id read key. Beyond maxKeys it evicts
-// another key of the same part, invalidating it for its readers, as Redis
-// does at tracking-table-max-keys.
+// remember records that session id read key. Beyond maxKeys it forgets
+// another key, invalidating it for its readers, as Redis does at
+// tracking-table-max-keys.
 func (t *tracker) remember(key []byte, id int64) {
 	sh := t.shard(key)
 	sh.mu.Lock()
@@ -425,28 +428,43 @@ func (t *tracker) remember(key []byte, id int64) {
 	}
 	sh.keys[string(key)] = append(ids, id)
 	t.nitems.Add(1)
-	var evicted string
-	var evictedIDs []int64
+	sh.mu.Unlock()
 	if t.nkeys.Load() > t.maxKeys {
-		for k, v := range sh.keys {
-			if k != string(key) {
-				evicted, evictedIDs = k, v
-				delete(sh.keys, k)
-				t.nkeys.Add(-1)
-				t.nitems.Add(-int64(len(v)))
-				break
-			}
+		t.evict(sh, key)
+	}
+}
+
+// evict forgets one key other than keep, starting with keep's part, and
+// invalidates it for the sessions that read it.
+func (t *tracker) evict(from *trackShard, keep []byte) {
+	start := 0
+	for i := range t.shards {
+		if &t.shards[i] == from {
+			start = i
 		}
 	}
-	sh.mu.Unlock()
-	if evictedIDs != nil {
-		t.regMu.RLock()
-		for _, id := range evictedIDs {
-			if s := t.clients[id]; s != nil {
-				s.queueInvalidation([]string{evicted}, false)
+	for i := range trackShards {
+		sh := &t.shards[(start+i)%trackShards]
+		sh.mu.Lock()
+		for k, ids := range sh.keys {
+			if k == string(keep) {
+				continue
 			}
+			delete(sh.keys, k)
+			t.nkeys.Add(-1)
+			t.nitems.Add(-int64(len(ids)))
+			sh.mu.Unlock()
+			t.regMu.RLock()
+			for _, id := range ids {
+				if s := t.clients[id]; s != nil {
+					s.queueInvalidation([]string{k}, false)
+					t.sent.Add(1)
+				}
+			}
+			t.regMu.RUnlock()
+			return
 		}
-		t.regMu.RUnlock()
+		sh.mu.Unlock()
 	}
 }
 
@@ -480,6 +498,7 @@ func (t *tracker) invalidate(keys [][]byte) {
 	for id, ks := range per {
 		if s := t.clients[id]; s != nil {
 			s.queueInvalidation(ks, false)
+			t.sent.Add(int64(len(ks)))
 		}
 	}
 	for _, b := range t.bcasts {
@@ -494,6 +513,7 @@ func (t *tracker) invalidate(keys [][]byte) {
 		}
 		if len(ks) > 0 {
 			b.s.queueInvalidation(ks, false)
+			t.sent.Add(int64(len(ks)))
 		}
 	}
 }
@@ -501,6 +521,7 @@ func (t *tracker) invalidate(keys [][]byte) {
 // flushAll tells every tracking session to drop every key and forgets the
 // table, as Redis does on FLUSHALL.
 func (t *tracker) flushAll() {
+	t.flushes.Add(1)
 	t.clearKeys()
 	t.regMu.RLock()
 	defer t.regMu.RUnlock()
@@ -924,6 +945,14 @@ func (s *session) redirShown() int64 {
 		return -1
 	}
 	return s.redirID.Load()
+}
+
+// TrackingStats returns the client-side caching figures: tracking
+// clients, keys remembered, keys reported changed, and invalidations of
+// every key.
+func (srv *Server) TrackingStats() (clients, keys, sent, flushes int64) {
+	t := srv.tracking
+	return int64(t.n.Load()), t.nkeys.Load(), t.sent.Load(), t.flushes.Load()
 }
 
 // sessionByID returns the live session with that id, or nil.

@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/clusterproxy/clusterproxy/internal/resp"
+	"github.com/clusterproxy/clusterproxy/metrics"
 	"github.com/clusterproxy/clusterproxy/proxy"
 	"github.com/clusterproxy/clusterproxy/router"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/rueidis"
 )
@@ -138,6 +140,20 @@ func TestClientTracking(t *testing.T) {
 	for _, want := range []string{"tracking_clients:1\r\n", "tracking_total_keys:2\r\n", "tracking_total_items:2\r\n"} {
 		if !strings.Contains(info, want) {
 			t.Fatalf("INFO lacks %q:\n%s", want, info)
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	if err := metrics.RegisterTracking(reg, func() metrics.TrackingStats {
+		clients, keys, sent, flushes := p.Server.TrackingStats()
+		return metrics.TrackingStats{Clients: clients, Keys: keys, Invalidations: sent, Flushes: flushes}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]float64{"clusterproxy_tracking_clients": 1, "clusterproxy_tracking_keys": 2,
+		"clusterproxy_tracking_invalidations_total": 5, "clusterproxy_tracking_flushes_total": 0} {
+		if got := metricValue(t, reg, name, nil); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
 
@@ -585,4 +601,68 @@ func TestClientTrackingNoStaleCache(t *testing.T) {
 		}
 	}
 	t.Logf("%d reads, %d keys cached at the end", reads, len(cache))
+}
+
+// TestClientTrackingMaxKeys: beyond TrackingMaxKeys the proxy forgets
+// keys, telling their readers, so the table stays bounded, as Redis's
+// tracking-table-max-keys does.
+func TestClientTrackingMaxKeys(t *testing.T) {
+	ctx := context.Background()
+	p := startProxy(t, shared, proxy.Config{TrackingMaxKeys: 10}, router.Options{})
+	w := p.client(t, 2)
+	keys := keysOnEveryMaster(t, p, "trk-max", 40)
+	c := dialFrames(t, p.Addr, 3)
+	c.send(t, []string{"CLIENT", "TRACKING", "ON"})
+	c.nextFrame(t)
+	evicted := map[string]bool{}
+	// An eviction's invalidation follows the reply of the read that
+	// caused it: the PING's reply comes after the last one.
+	for _, k := range append(keys, "") {
+		cmd, want := []string{"GET", k}, "(nil)"
+		if k == "" {
+			cmd, want = []string{"PING"}, "PONG"
+		}
+		c.send(t, cmd)
+		for {
+			got := c.nextFrame(t)
+			if inv, ok := strings.CutPrefix(got, "[invalidate ["); ok {
+				for _, e := range strings.Fields(strings.TrimSuffix(inv, "]]")) {
+					evicted[e] = true
+				}
+				continue
+			}
+			if got != want {
+				t.Fatalf("%v: %q", cmd, got)
+			}
+			break
+		}
+	}
+	info, err := w.Info(ctx, "stats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(info, "tracking_total_keys:10\r\n") {
+		t.Fatalf("want 10 keys tracked:\n%s", info)
+	}
+	// Every key read is either still tracked or was reported evicted: a
+	// write to each is reported exactly for the tracked ones.
+	var tracked []string
+	for _, k := range keys {
+		if !evicted[k] {
+			tracked = append(tracked, k)
+		}
+	}
+	if len(tracked) > 10 || len(evicted) < 30 {
+		t.Fatalf("%d keys evicted and %d tracked of 40, want at most 10 tracked", len(evicted), len(tracked))
+	}
+	for _, k := range keys {
+		if err := w.Set(ctx, k, "v", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.invalidated(t, tracked...)
+	c.send(t, []string{"PING"})
+	if got := c.nextFrame(t); got != "PONG" {
+		t.Fatalf("after the tracked keys' invalidations: %q, want PONG", got)
+	}
 }

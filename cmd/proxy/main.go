@@ -198,6 +198,12 @@ func run(ctx context.Context, cfg *Config, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := metrics.RegisterTracking(reg, func() metrics.TrackingStats {
+		clients, keys, sent, flushes := srv.TrackingStats()
+		return metrics.TrackingStats{Clients: clients, Keys: keys, Invalidations: sent, Flushes: flushes}
+	}); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
