@@ -222,9 +222,9 @@ func validName(b []byte) bool {
 }
 
 // client answers the CLIENT family for the proxy's own clients (see also
-// clientadmin.go). Client-side caching (TRACKING and its companions) and
-// NO-TOUCH would act on node connections shared by many clients, and are
-// refused with the reason.
+// clientadmin.go, and tracking.go for client-side caching). NO-TOUCH would
+// act on node connections shared by many clients, and is refused with the
+// reason.
 func (s *session) client(c *call, args [][]byte) *call {
 	if len(args) < 2 {
 		return c.fail("ERR wrong number of arguments for 'client' command")

@@ -675,8 +675,8 @@ func (s *session) dispatch(cmd resp.Command) *call {
 		s.stopMonitor() // a monitor does not see its own RESET, as with Redis
 	}
 	s.feedMonitors(spec, args)
-	if s.trk != nil && s.trk.on && (spec.Flags&command.ReadOnly != 0 || isScript(spec.Name)) && !(spec.Policy == command.Blocking && spec.Blocks(args)) {
-		s.trackRead(spec, args) // client-side caching: before the read is sent
+	if s.trk != nil && s.trk.on {
+		s.trackCommand(spec, args) // client-side caching: before the read is sent
 	}
 	if s.inTx(spec) {
 		return s.transaction(c, spec, cmd)

@@ -553,6 +553,11 @@ type tracking struct {
 	// no, 0 not given.
 	caching  int8
 	prefixes []string
+	// txKeys are the keys read by the commands queued in MULTI, registered
+	// at EXEC; past maxQueuedInvalidations of them, txOverflow makes EXEC
+	// invalidate every key after its reply instead.
+	txKeys     []string
+	txOverflow bool
 }
 
 // invOutbox holds the invalidations on their way to a session's client,
@@ -698,16 +703,57 @@ func (s *session) setForeign(ok bool) {
 	s.foreignMu.Unlock()
 }
 
-// trackRead registers the keys of a read for the client's cache, before
-// the read is sent, honouring OPTIN and OPTOUT. Scripts count as reads of
-// their keys: the proxy cannot see which of them they read.
-func (s *session) trackRead(spec *command.Spec, args [][]byte) {
+// trackCommand registers the keys a command reads for the client's cache,
+// before it is sent, honouring OPTIN and OPTOUT. Scripts count as reads of
+// their keys: the proxy cannot see which of them they read. Blocking reads
+// (XREAD BLOCK) are not tracked: invalidations wait for the replies before
+// them, and a blocked reply may come much later.
+//
+// Inside MULTI, reads run at EXEC, whose reply carries their values: their
+// keys are kept and registered when EXEC is dispatched, so that their
+// invalidations follow EXEC's reply.
+func (s *session) trackCommand(spec *command.Spec, args [][]byte) {
 	t := s.trk
-	if t.bcast || (t.optin && t.caching != 1) || (t.optout && t.caching == -1) {
+	inMulti := s.tx != nil && s.tx.multi
+	switch spec.Name {
+	case "exec":
+		if inMulti && (len(t.txKeys) > 0 || t.txOverflow) {
+			s.regSeq.Store(s.dispatched + 1) // EXEC's seq (see readLoop)
+			if t.txOverflow {
+				// Too many to keep: the client drops every key after
+				// EXEC's reply instead.
+				s.queueInvalidation(nil, true)
+			}
+			for _, k := range t.txKeys {
+				s.srv.tracking.remember([]byte(k), s.id)
+			}
+		}
+		t.txKeys, t.txOverflow = t.txKeys[:0], false
+		return
+	case "discard":
+		t.txKeys, t.txOverflow = t.txKeys[:0], false
+		return
+	}
+	if spec.Flags&command.ReadOnly == 0 && !isScript(spec.Name) {
+		return
+	}
+	if t.bcast || (t.optin && t.caching != 1) || (t.optout && t.caching == -1) ||
+		(spec.Policy == command.Blocking && spec.Blocks(args)) {
 		return
 	}
 	keys, err := spec.Keys(args, s.keys[:0])
 	if err != nil || len(keys) == 0 {
+		return
+	}
+	if inMulti {
+		if len(t.txKeys)+len(keys) > maxQueuedInvalidations {
+			t.txOverflow = true
+			t.txKeys = t.txKeys[:0]
+		} else if !t.txOverflow {
+			for _, i := range keys {
+				t.txKeys = append(t.txKeys, string(args[i]))
+			}
+		}
 		return
 	}
 	s.regSeq.Store(s.dispatched + 1) // this command's seq (see readLoop)
