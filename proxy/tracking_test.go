@@ -83,6 +83,14 @@ func sameSlotKeys(tag string, n int) []string {
 	return keys
 }
 
+// clean deletes keys left by an earlier run of the test (-count).
+func clean(tb testing.TB, w *redis.Client, keys ...string) {
+	tb.Helper()
+	if err := w.Del(context.Background(), keys...).Err(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // TestClientTracking: a RESP3 client that turns tracking on is told about
 // the keys it read, on every master, once each, as a node tells its own
 // clients; keys it did not read, or read before their last invalidation,
@@ -92,6 +100,8 @@ func TestClientTracking(t *testing.T) {
 	p := startProxy(t, shared, proxy.Config{}, router.Options{})
 	w := p.client(t, 2)
 	keys := keysOnEveryMaster(t, p, "trk", 6)
+	same := sameSlotKeys("trk-same", 2)
+	clean(t, w, append(keys, same...)...)
 	c := dialFrames(t, p.Addr, 3)
 	c.send(t, []string{"CLIENT", "TRACKING", "ON"}, []string{"GET", keys[0]}, append([]string{"MGET"}, keys[1:]...))
 	for i, want := range []string{"OK", "(nil)", "[(nil) (nil) (nil) (nil) (nil)]"} {
@@ -112,7 +122,6 @@ func TestClientTracking(t *testing.T) {
 
 	// keys[0] left the table with its invalidation; written again, it is
 	// not sent, while a key of the same slot that was read is, after it.
-	same := sameSlotKeys("trk-same", 2)
 	c.send(t, []string{"GET", same[1]})
 	if got := c.nextFrame(t); got != "(nil)" {
 		t.Fatalf("GET: %q", got)
@@ -244,6 +253,7 @@ func TestClientTrackingModes(t *testing.T) {
 
 	for _, mode := range []string{"OPTIN", "OPTOUT"} {
 		keys := sameSlotKeys("trk-"+mode, 3)
+		clean(t, w, keys...)
 		c := dialFrames(t, p.Addr, 3)
 		caching := []string{"CLIENT", "CACHING", "YES"}
 		tracked := keys[1]
@@ -273,6 +283,7 @@ func TestClientTrackingModes(t *testing.T) {
 
 	// CLIENT CACHING YES covers a whole transaction, as rueidis uses it.
 	tx := sameSlotKeys("trk-tx", 2)
+	clean(t, w, tx...)
 	c := dialFrames(t, p.Addr, 3)
 	c.send(t, []string{"CLIENT", "TRACKING", "ON", "OPTIN"}, []string{"CLIENT", "CACHING", "YES"},
 		[]string{"MULTI"}, []string{"PTTL", tx[0]}, []string{"GET", tx[0]}, []string{"EXEC"}, []string{"GET", tx[1]})
@@ -316,6 +327,7 @@ func TestClientTrackingRedirect(t *testing.T) {
 	p := startProxy(t, shared, proxy.Config{}, router.Options{})
 	w := p.client(t, 2)
 	keys := sameSlotKeys("trk-redir", 2)
+	clean(t, w, keys...)
 
 	sub := dialFrames(t, p.Addr, 2)
 	sub.send(t, []string{"CLIENT", "ID"}, []string{"SUBSCRIBE", "__redis__:invalidate"})
@@ -385,6 +397,7 @@ func TestClientTrackingListenerLost(t *testing.T) {
 	p := startProxy(t, shared, proxy.Config{}, router.Options{})
 	w := p.client(t, 2)
 	key := "trk-lost"
+	clean(t, w, key)
 	c := dialFrames(t, p.Addr, 3)
 	c.send(t, []string{"CLIENT", "TRACKING", "ON"}, []string{"GET", key})
 	c.nextFrame(t)
@@ -611,6 +624,7 @@ func TestClientTrackingMaxKeys(t *testing.T) {
 	p := startProxy(t, shared, proxy.Config{TrackingMaxKeys: 10}, router.Options{})
 	w := p.client(t, 2)
 	keys := keysOnEveryMaster(t, p, "trk-max", 40)
+	clean(t, w, keys...)
 	c := dialFrames(t, p.Addr, 3)
 	c.send(t, []string{"CLIENT", "TRACKING", "ON"})
 	c.nextFrame(t)
