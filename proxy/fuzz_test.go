@@ -53,6 +53,10 @@ func FuzzSession(f *testing.F) {
 		"BLPOP fuzz-l 0\r\nPING\r\n",
 		"BLPOP fuzz-l 0.01\r\nXREAD BLOCK 10 STREAMS fuzz-s $\r\nPING\r\n",
 		"SET fuzz-w 1\r\nWAIT 1 10\r\n",
+		// Client-side caching.
+		"HELLO 3\r\nCLIENT TRACKING ON\r\nGET fuzz-k:1\r\nSET fuzz-k:1 v\r\nMULTI\r\nGET fuzz-k:1\r\nEXEC\r\nCLIENT TRACKING OFF\r\n",
+		"CLIENT TRACKING ON OPTIN\r\nCLIENT CACHING YES\r\nMGET fuzz-a fuzz-b\r\nCLIENT TRACKINGINFO\r\nRESET\r\nGET fuzz-a\r\n",
+		"CLIENT TRACKING ON BCAST PREFIX fuzz- PREFIX fuzz-x\r\nCLIENT TRACKING ON REDIRECT 1\r\nSUBSCRIBE __redis__:invalidate\r\n",
 		// Gateway commands.
 		"CL.THROTTLE fuzz-t 10 1 60\r\nRL.ACQUIRE fuzz-t RPM 10 TOKENS 1\r\n",
 		"CACHE.GET fuzz-ns fuzz-key\r\nCTX.WINDOW fuzz-t fuzz-s 100\r\n",
