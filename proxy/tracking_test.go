@@ -3,8 +3,10 @@ package proxy_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -678,5 +680,137 @@ func TestClientTrackingMaxKeys(t *testing.T) {
 	c.send(t, []string{"PING"})
 	if got := c.nextFrame(t); got != "PONG" {
 		t.Fatalf("after the tracked keys' invalidations: %q, want PONG", got)
+	}
+}
+
+// TestClientTrackingChurn: clients turn tracking on and off in every mode,
+// read, write, run transactions, reset, redirect to subscribers that come
+// and go, and disconnect, concurrently (as many at once as -parallel
+// allows) and with a table small enough to evict: every command is
+// answered, pushes come only between replies, and once they are gone no
+// tracking client is left (run with -race).
+func TestClientTrackingChurn(t *testing.T) {
+	p := startProxy(t, shared, proxy.Config{TrackingMaxKeys: 50}, router.Options{})
+	keys := keysOnEveryMaster(t, p, "trk-churn", 30)
+	var subIDs sync.Map // client id of a live __redis__:invalidate subscriber
+	t.Run("churn", func(t *testing.T) { churnTracking(t, p, keys, &subIDs) })
+	// Once every client left, none tracks.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		clients, _, _, _ := p.Server.TrackingStats()
+		if clients == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d tracking clients left", clients)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := p.client(t, 2).Ping(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// churnTracking runs TestClientTrackingChurn's clients.
+func churnTracking(t *testing.T, p *testProxy, keys []string, subIDs *sync.Map) {
+	for w := range 6 {
+		t.Run(fmt.Sprintf("client%d", w), func(t *testing.T) {
+			t.Parallel()
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			var c *frameConn
+			var proto int
+			connect := func() {
+				if c != nil {
+					c.Close()
+				}
+				proto = 2 + rng.IntN(2)
+				c = dialFrames(t, p.Addr, proto)
+			}
+			connect()
+			// do sends cmd and reads until its reply, skipping pushes.
+			do := func(cmd ...string) string {
+				t.Helper()
+				c.send(t, cmd)
+				for {
+					frame, err := c.rd.ReadReply()
+					if err != nil {
+						t.Fatalf("%v: %v", cmd, err)
+					}
+					if frame[0] == '>' {
+						if got := renderFrame(frame); !strings.HasPrefix(got, "[invalidate ") && !strings.HasPrefix(got, "[tracking-redir-broken ") {
+							t.Fatalf("unexpected push %q", got)
+						}
+						continue
+					}
+					return renderFrame(frame)
+				}
+			}
+			key := func() string { return keys[rng.IntN(len(keys))] }
+			ops := 0
+			defer func() { t.Logf("%d operations", ops) }()
+			for end := time.Now().Add(time.Second); time.Now().Before(end); ops++ {
+				var got string
+				switch op := rng.IntN(12); op {
+				case 0:
+					mode := []string{"", "OPTIN", "OPTOUT", "BCAST", "NOLOOP"}[rng.IntN(5)]
+					cmd := []string{"CLIENT", "TRACKING", "ON"}
+					if mode != "" {
+						cmd = append(cmd, mode)
+					}
+					if mode == "BCAST" {
+						cmd = append(cmd, "PREFIX", fmt.Sprintf("trk-churn:%d", rng.IntN(3)))
+					}
+					var redir string
+					subIDs.Range(func(k, _ any) bool { redir = k.(string); return rng.IntN(2) == 0 })
+					if redir != "" && rng.IntN(3) == 0 {
+						cmd = append(cmd, "REDIRECT", redir)
+					}
+					got = do(cmd...)
+					if got != "OK" && !strings.HasPrefix(got, "-ERR") {
+						t.Fatalf("%v: %q", cmd, got)
+					}
+				case 1:
+					got = do("CLIENT", "TRACKING", "OFF")
+				case 2:
+					got = do("CLIENT", "CACHING", []string{"YES", "NO"}[rng.IntN(2)])
+				case 3, 4, 5:
+					got = do("GET", key())
+				case 6:
+					got = do("MGET", key(), key(), key())
+				case 7:
+					got = do("SET", key(), "v")
+				case 8:
+					k := sameSlotKeys(fmt.Sprintf("trk-churn-tx%d", w), 2)
+					do("MULTI")
+					do("GET", k[0])
+					do("SET", k[1], "v")
+					got = do("EXEC")
+					if !strings.HasPrefix(got, "[") {
+						t.Fatalf("EXEC: %q", got)
+					}
+				case 9:
+					got = do("RESET")
+					proto = 2
+				case 10:
+					// Become a redirection target for a while.
+					id := do("CLIENT", "ID")
+					if proto == 2 {
+						do("SUBSCRIBE", "__redis__:invalidate")
+						subIDs.Store(id, true)
+						time.Sleep(time.Duration(rng.IntN(50)) * time.Millisecond)
+						subIDs.Delete(id)
+						connect()
+					}
+					continue
+				case 11:
+					connect()
+					continue
+				}
+				if got == "" {
+					t.Fatal("empty reply")
+				}
+			}
+			c.Close()
+		})
 	}
 }
