@@ -685,12 +685,13 @@ func invalidationFrame(it invItem, proto int) []byte {
 }
 
 // pushForeign queues a frame from another session (an invalidation for the
-// client that redirects here), if this client is in pub/sub mode: only then
-// does its reader leave every reply to the writer.
+// client that redirects here), if this client is in pub/sub mode (holds a
+// subscription, as Redis requires), and its reader leaves every reply to
+// the writer (foreignOK).
 func (s *session) pushForeign(frame []byte) {
 	s.foreignMu.Lock()
 	defer s.foreignMu.Unlock()
-	if s.foreignOK {
+	if s.foreignOK && s.pubsubClient() {
 		s.push(frame, int32(s.srv.cfg.MaxPipeline))
 	}
 }
