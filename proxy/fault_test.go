@@ -345,6 +345,12 @@ func TestKillMasterUnderLoad(t *testing.T) {
 	stopDirect := sync.OnceFunc(func() { close(directStop); directWG.Wait() })
 	t.Cleanup(stopDirect)
 
+	// A client-side caching client next to the load: its cache must match
+	// the cluster at the end, through the kill, the failover and the
+	// restart (the proxy tells it to drop every key when it loses a
+	// master's invalidation listener and when it listens on the new one).
+	cache := startCacheChecker(t, p, keysOnEveryMaster(t, p, "fault-kill-csc", 24))
+
 	time.Sleep(time.Second)
 	kill := time.Now()
 	if err := cl.KillNode(victim); err != nil {
@@ -396,6 +402,12 @@ func TestKillMasterUnderLoad(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // traffic after the proxy saw the rejoined node
 	load.stop()
 	restartPhase := time.Since(restartAt)
+	cacheReads, cached := cache.check(t)
+	clients, _, _, flushes := p.Server.TrackingStats()
+	if flushes < 2 {
+		t.Errorf("the caching client was told to drop its cache %d times, want at least 2 (listener lost, listener on the promoted master)", flushes)
+	}
+	t.Logf("client-side caching: %d reads, %d keys cached at the end and matching the cluster, %d cache drops, %d tracking clients", cacheReads, cached, flushes, clients)
 
 	if m := p.Router.MasterOf(shards[victimShard].Slots[0][0]); m != promoted {
 		t.Errorf("proxy routes the killed master's slots to %q, want the promoted replica %s", m, promoted)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -502,112 +503,198 @@ func TestClientTrackingRueidis(t *testing.T) {
 // ends with a cache that matches the cluster: no invalidation overtakes
 // the reply of a read sent before it, and none is lost.
 func TestClientTrackingNoStaleCache(t *testing.T) {
-	ctx := context.Background()
 	p := startProxy(t, shared, proxy.Config{}, router.Options{})
-	w := p.client(t, 2)
-	keys := keysOnEveryMaster(t, p, "trk-stale", 24)
-	c := dialFrames(t, p.Addr, 3)
-	c.send(t, []string{"CLIENT", "TRACKING", "ON"})
-	if got := c.nextFrame(t); got != "OK" {
-		t.Fatalf("TRACKING ON: %q", got)
+	cc := startCacheChecker(t, p, keysOnEveryMaster(t, p, "trk-stale", 24))
+	time.Sleep(1500 * time.Millisecond)
+	reads, cached := cc.check(t)
+	if reads < 100 || cached == 0 {
+		t.Fatalf("%d reads, %d cached: the test did not exercise the cache", reads, cached)
 	}
-	stop := make(chan struct{})
-	done := make(chan error, 1)
+	t.Logf("%d reads, %d keys cached at the end", reads, cached)
+}
+
+// cacheChecker is a client-side caching client, as simple as one can be:
+// it caches each reply and drops what it is told changed (a key, or every
+// key), while a writer increments the same keys. Its cache must match the
+// cluster once the writes stop and the last invalidations arrived.
+type cacheChecker struct {
+	p     *testProxy
+	keys  []string
+	w     *redis.Client
+	c     net.Conn
+	rd    *resp.Reader
+	cache map[string]string
+	reads int
+
+	stop    chan struct{}
+	readErr chan error // the reader's end
+	wrote   chan int   // the writer's end: writes acknowledged
+}
+
+// startCacheChecker starts the caching client and the writer on keys.
+func startCacheChecker(t *testing.T, p *testProxy, keys []string) *cacheChecker {
+	t.Helper()
+	conn, err := net.Dial("tcp", p.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	cc := &cacheChecker{p: p, keys: keys, w: p.client(t, 2), c: conn, rd: resp.NewReplyReader(conn, resp.Limits{}),
+		cache: map[string]string{}, stop: make(chan struct{}), readErr: make(chan error, 1), wrote: make(chan int, 1)}
+	if err := cc.w.Del(context.Background(), keys...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cc.roundTrip([]string{"HELLO", "3"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := cc.roundTrip([]string{"CLIENT", "TRACKING", "ON"}); err != nil || got != "OK" {
+		t.Fatalf("CLIENT TRACKING ON: %q, %v", got, err)
+	}
 	go func() {
+		n := 0
 		for i := 0; ; i++ {
 			select {
-			case <-stop:
-				done <- nil
+			case <-cc.stop:
+				cc.wrote <- n
 				return
 			default:
 			}
-			if err := w.Incr(ctx, keys[i%len(keys)]).Err(); err != nil {
-				done <- err
+			// Errors (a failover's lost connection) leave the write
+			// unknown; the cache must follow whatever the cluster holds.
+			if cc.w.Incr(context.Background(), keys[i%len(keys)]).Err() == nil {
+				n++
+			}
+		}
+	}()
+	go func() {
+		for {
+			select {
+			case <-cc.stop:
+				cc.readErr <- nil
+				return
+			default:
+			}
+			if err := cc.readRound(); err != nil {
+				cc.readErr <- err
 				return
 			}
 		}
 	}()
-	cache := map[string]string{}
-	apply := func(tb testing.TB, want string) {
-		// Reads frames up to the reply want, applying invalidations.
-		tb.Helper()
-		for {
-			got := c.nextFrame(tb)
-			if inv, ok := strings.CutPrefix(got, "[invalidate "); ok {
-				if inv == "(nil)]" {
-					clear(cache)
-					continue
-				}
-				for _, k := range strings.Fields(strings.Trim(inv, "[]")) {
-					delete(cache, k)
-				}
-				continue
-			}
-			if want != "" && got != want {
-				tb.Fatalf("got %q, want %q", got, want)
-			}
-			return
+	return cc
+}
+
+// apply applies a push to the cache and reports whether it was one.
+func (cc *cacheChecker) apply(frame []byte) bool {
+	if len(frame) == 0 || frame[0] != '>' {
+		return false
+	}
+	got := renderFrame(frame)
+	inv, ok := strings.CutPrefix(got, "[invalidate ")
+	switch {
+	case !ok:
+	case inv == "(nil)]":
+		clear(cc.cache)
+	default:
+		for _, k := range strings.Fields(strings.Trim(inv, "[]")) {
+			delete(cc.cache, k)
 		}
 	}
-	reads := 0
-	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); {
-		var missing []string
-		for _, k := range keys {
-			if _, ok := cache[k]; !ok {
-				missing = append(missing, k)
-			}
-		}
-		cmds := make([][]string, len(missing))
-		for i, k := range missing {
-			cmds[i] = []string{"GET", k}
-		}
-		c.send(t, append(cmds, []string{"PING"})...)
-		var got []string
-		for range missing {
-			for {
-				f := c.nextFrame(t)
-				if inv, ok := strings.CutPrefix(f, "[invalidate "); ok {
-					// An invalidation between replies applies to the
-					// replies before it only.
-					for i, k := range missing[:len(got)] {
-						if inv == "(nil)]" || slices.Contains(strings.Fields(strings.Trim(inv, "[]")), k) {
-							got[i] = "\x00dropped"
-						}
-					}
-					if inv == "(nil)]" {
-						clear(cache)
-					} else {
-						for _, k := range strings.Fields(strings.Trim(inv, "[]")) {
-							delete(cache, k)
-						}
-					}
-					continue
-				}
-				got = append(got, f)
-				break
-			}
-		}
-		for i, k := range missing {
-			if got[i] != "\x00dropped" {
-				cache[k] = got[i]
-			}
-		}
-		reads += len(missing)
-		apply(t, "PONG")
+	return true
+}
+
+// roundTrip sends cmd and returns its reply, applying pushes before it.
+func (cc *cacheChecker) roundTrip(cmd []string) (string, error) {
+	_ = cc.c.SetDeadline(time.Now().Add(60 * time.Second))
+	if _, err := cc.c.Write(resp.AppendCommandStrings(nil, cmd...)); err != nil {
+		return "", err
 	}
-	close(stop)
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	for {
+		frame, err := cc.rd.ReadReply()
+		if err != nil {
+			return "", err
+		}
+		if !cc.apply(frame) {
+			return renderFrame(frame), nil
+		}
 	}
-	// Let the last invalidations arrive, then compare.
+}
+
+// readRound reads every key not cached in one pipeline, then PING, and
+// caches the replies. An invalidation that arrives between the replies applies to
+// the replies before it only: those after it were read after the change.
+func (cc *cacheChecker) readRound() error {
+	var missing []string
+	for _, k := range cc.keys {
+		if _, ok := cc.cache[k]; !ok {
+			missing = append(missing, k)
+		}
+	}
+	var out []byte
+	for _, k := range missing {
+		out = resp.AppendCommandStrings(out, "GET", k)
+	}
+	out = resp.AppendCommandStrings(out, "PING") // invalidations are read up to its reply
+	_ = cc.c.SetDeadline(time.Now().Add(60 * time.Second))
+	if _, err := cc.c.Write(out); err != nil {
+		return err
+	}
+	got := make([]string, 0, len(missing))
+	for len(got) < len(missing) {
+		frame, err := cc.rd.ReadReply()
+		if err != nil {
+			return err
+		}
+		if !cc.apply(frame) {
+			if resp.IsError(frame) {
+				got = append(got, "\x00error") // not cacheable
+			} else {
+				got = append(got, renderFrame(frame))
+			}
+			continue
+		}
+		inv, _ := strings.CutPrefix(renderFrame(frame), "[invalidate ")
+		for i, k := range missing[:len(got)] {
+			if inv == "(nil)]" || slices.Contains(strings.Fields(strings.Trim(inv, "[]")), k) {
+				got[i] = "\x00dropped"
+			}
+		}
+	}
+	for i, k := range missing {
+		if !strings.HasPrefix(got[i], "\x00") {
+			cc.cache[k] = got[i]
+		}
+	}
+	cc.reads += len(missing)
+	for {
+		frame, err := cc.rd.ReadReply()
+		if err != nil {
+			return err
+		}
+		if !cc.apply(frame) {
+			if got := renderFrame(frame); got != "PONG" {
+				return fmt.Errorf("PING: %q", got)
+			}
+			return nil
+		}
+	}
+}
+
+// check stops the writer and the reader, lets the last invalidations
+// arrive, and compares the cache with the cluster. It returns the reads
+// made and the keys cached at the end.
+func (cc *cacheChecker) check(t *testing.T) (reads, cached int) {
+	t.Helper()
+	close(cc.stop)
+	if err := <-cc.readErr; err != nil {
+		t.Fatalf("caching client: %v", err)
+	}
+	<-cc.wrote
 	time.Sleep(300 * time.Millisecond)
-	c.send(t, []string{"PING"})
-	apply(t, "PONG")
-	if reads < 100 || len(cache) == 0 {
-		t.Fatalf("%d reads, %d cached: the test did not exercise the cache", reads, len(cache))
+	if got, err := cc.roundTrip([]string{"PING"}); err != nil || got != "PONG" {
+		t.Fatalf("PING: %q, %v", got, err)
 	}
-	for k, v := range cache {
-		now, err := w.Get(ctx, k).Result()
+	for k, v := range cc.cache {
+		now, err := cc.w.Get(context.Background(), k).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -615,7 +702,7 @@ func TestClientTrackingNoStaleCache(t *testing.T) {
 			t.Errorf("%s cached as %q, but it is %q: an invalidation was lost or came before the reply it follows", k, v, now)
 		}
 	}
-	t.Logf("%d reads, %d keys cached at the end", reads, len(cache))
+	return cc.reads, len(cc.cache)
 }
 
 // TestClientTrackingMaxKeys: beyond TrackingMaxKeys the proxy forgets
