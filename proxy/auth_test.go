@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -360,4 +362,135 @@ user alice on >alice-pw ~app:* &news:* +@read +@write +@pubsub +@transaction -@d
 	}
 	// alice may not read the log.
 	a.do(t, "-NOPERM this user has no permissions to run the 'acl|log' command", "ACL", "LOG")
+}
+
+// TestACLListGetUser: ACL LIST and ACL GETUSER describe the proxy's users
+// as they are checked. Each ACL LIST line, read back as a users file,
+// gives the same users (the same lines and the same DRYRUN verdicts), and
+// its rules are valid Redis ACL rules (a node takes them). A restricted
+// default user may not see them.
+func TestACLListGetUser(t *testing.T) {
+	ctx := context.Background()
+	users := mustUsers(t, `
+user ops on >ops-pw allkeys allchannels +@all
+user alice on >alice-pw >alice-pw2 ~app:* ~{t}* &news:* +@read +@write +@pubsub -@dangerous
+user bob on >bob-pw ~b:* +get +set +config|get +client +@gateway
+user carol off nopass resetchannels -@all
+`)
+	p := startProxy(t, shared, proxy.Config{Password: "def-pw", Users: users, RestrictDefaultUser: true}, router.Options{})
+	r := dialRaw(t, p.Addr)
+	wantReply(t, r, "+OK\r\n", "AUTH", "default", "def-pw")
+	wantReply(t, r, noPerm("acl|list"), "ACL", "LIST")
+	wantReply(t, r, noPerm("acl|getuser"), "ACL", "GETUSER", "alice")
+
+	ops := p.client(t, 2)
+	if err := ops.Do(ctx, "AUTH", "ops", "ops-pw").Err(); err != nil {
+		t.Fatal(err)
+	}
+	list, err := ops.Do(ctx, "ACL", "LIST").StringSlice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]string{}
+	for _, l := range list {
+		byName[strings.Fields(l)[1]] = l
+	}
+	for name, want := range map[string]string{
+		"ops":   "user ops on #" + sha("ops-pw") + " ~* &* +@all",
+		"carol": "user carol off nopass resetchannels -@all",
+	} {
+		if byName[name] != want {
+			t.Errorf("ACL LIST %s: %q, want %q", name, byName[name], want)
+		}
+	}
+	for _, want := range []string{"user alice on #" + sha("alice-pw") + " #" + sha("alice-pw2") + " ~app:* ~{t}* resetchannels &news:* ",
+		"user bob on #" + sha("bob-pw") + " ~b:* resetchannels -@all "} {
+		name := strings.Fields(want)[1]
+		if !strings.HasPrefix(byName[name], want) {
+			t.Errorf("ACL LIST %s: %q, want it to start with %q", name, byName[name], want)
+		}
+	}
+	if len(list) != 5 || !strings.HasPrefix(list[0], "user alice ") || !strings.HasPrefix(list[4], "user ops ") {
+		t.Errorf("ACL LIST: want the five users in name order:\n%s", strings.Join(list, "\n"))
+	}
+	if want := "+cl.throttle"; !strings.Contains(byName["bob"], " +@gateway") && !strings.Contains(byName["bob"], want) {
+		t.Errorf("ACL LIST bob lacks the gateway commands: %q", byName["bob"])
+	}
+	for _, want := range []string{" +get", " +set", " +config|get", " +client"} {
+		if !strings.Contains(byName["bob"]+" ", want+" ") {
+			t.Errorf("ACL LIST bob: %q lacks %q", byName["bob"], want)
+		}
+	}
+
+	// Read back, the lines give the same users.
+	again := startProxy(t, shared, proxy.Config{Users: mustUsers(t, strings.Join(list, "\n"))}, router.Options{})
+	ops2 := again.client(t, 2)
+	if err := ops2.Do(ctx, "AUTH", "ops", "ops-pw").Err(); err != nil {
+		t.Fatal(err)
+	}
+	list2, err := ops2.Do(ctx, "ACL", "LIST").StringSlice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(list2, "\n") != strings.Join(list, "\n") {
+		t.Errorf("ACL LIST read back:\n%s\nwant\n%s", strings.Join(list2, "\n"), strings.Join(list, "\n"))
+	}
+	for _, args := range [][]string{
+		{"alice", "GET", "app:1"}, {"alice", "SET", "{t}x", "v"}, {"alice", "GET", "other"}, {"alice", "FLUSHALL"},
+		{"alice", "PUBLISH", "news:1", "m"}, {"alice", "SUBSCRIBE", "sport"}, {"alice", "CONFIG", "GET", "x"},
+		{"bob", "GET", "b:1"}, {"bob", "CONFIG", "GET", "x"}, {"bob", "CONFIG", "SET", "x", "y"}, {"bob", "CLIENT", "LIST"},
+		{"bob", "CL.THROTTLE", "b:1", "1", "1", "1"}, {"bob", "DEL", "b:1"}, {"default", "FLUSHALL"}, {"default", "GET", "x"},
+		{"carol", "GET", "x"},
+	} {
+		cmd := append([]any{"ACL", "DRYRUN"}, toAny(args)...)
+		v1, e1 := ops.Do(ctx, cmd...).Result()
+		v2, e2 := ops2.Do(ctx, cmd...).Result()
+		if fmt.Sprint(v1, e1) != fmt.Sprint(v2, e2) {
+			t.Errorf("ACL DRYRUN %v: %v %v before, %v %v read back", args, v1, e1, v2, e2)
+		}
+	}
+
+	// A node takes the rules, but for the proxy's gateway commands, which
+	// it does not have.
+	node := redis.NewClient(&redis.Options{Addr: shared.Addrs()[0]})
+	defer node.Close()
+	gateway := regexp.MustCompile(`^[-+](@gateway|cl\.|rl\.|cache\.|ctx\.)`)
+	for _, name := range []string{"alice", "carol", "ops"} {
+		var rules []string
+		for _, r := range strings.Fields(byName[name])[2:] {
+			if !gateway.MatchString(r) {
+				rules = append(rules, r)
+			}
+		}
+		if err := node.Do(ctx, append([]any{"ACL", "SETUSER", "acl-list-" + name}, toAny(rules)...)...).Err(); err != nil {
+			t.Errorf("a node refuses %s's rules %q: %v", name, rules, err)
+		}
+		node.Do(ctx, "ACL", "DELUSER", "acl-list-"+name)
+	}
+
+	// GETUSER: Redis 7.0's fields.
+	got, err := ops.Do(ctx, "ACL", "GETUSER", "alice").Slice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	commands := byName["alice"][strings.Index(byName["alice"], " &news:* ")+len(" &news:* "):]
+	want := []any{"flags", []any{"on"}, "passwords", []any{sha("alice-pw"), sha("alice-pw2")},
+		"commands", commands, "keys", "~app:* ~{t}*", "channels", "&news:*", "selectors", []any{}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("ACL GETUSER alice:\n%v\nwant\n%v", got, want)
+	}
+	if got, err := ops.Do(ctx, "ACL", "GETUSER", "carol").Slice(); err != nil || fmt.Sprint(got) != "[flags [off nopass] passwords [] commands -@all keys  channels  selectors []]" {
+		t.Errorf("ACL GETUSER carol: %v, %v", got, err)
+	}
+	if err := ops.Do(ctx, "ACL", "GETUSER", "nobody").Err(); err != redis.Nil {
+		t.Errorf("ACL GETUSER nobody: %v, want nil", err)
+	}
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
 }

@@ -22,11 +22,12 @@ import (
 
 // actsOnOtherClients reports whether a command the proxy answers itself
 // acts on other clients, sees their commands (MONITOR) or shows the users
-// (ACL USERS, DRYRUN): a restricted default user may not run it, as it may
-// not run the @admin commands sent to nodes.
+// (ACL USERS, LIST, GETUSER, DRYRUN, LOG): a restricted default user may
+// not run it, as it may not run the @admin commands sent to nodes.
 func actsOnOtherClients(name string) bool {
 	switch name {
-	case "client|kill", "client|pause", "client|unpause", "client|unblock", "monitor", "acl|users", "acl|dryrun", "acl|log":
+	case "client|kill", "client|pause", "client|unpause", "client|unblock", "monitor",
+		"acl|users", "acl|list", "acl|getuser", "acl|dryrun", "acl|log":
 		return true
 	}
 	return false

@@ -94,6 +94,10 @@ func (s *session) local(c *call, spec *command.Spec, args [][]byte) *call {
 		for _, n := range names {
 			c.reply = resp.AppendBulkString(c.reply, n)
 		}
+	case "acl|list":
+		return s.aclList(c)
+	case "acl|getuser":
+		return s.aclGetUser(c, args)
 	case "acl|dryrun":
 		return s.aclDryrun(c, args)
 	case "acl|log":

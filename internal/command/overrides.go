@@ -23,13 +23,12 @@ type override struct {
 // Reasons shown to the clients of Unsupported commands.
 const (
 	whyShared      = "it acts on node connections shared by many clients"
-	whyTracking    = "client-side caching needs a direct connection to each node"
 	whyTopology    = "cluster topology changes must be made on the nodes directly"
 	whySingleNode  = "the proxy presents the cluster as a single node"
 	whyReplication = "replication is managed on the nodes directly"
 	whyPersistence = "persistence is per node: run it on each node"
 	whyConfig      = "configuration is per node (replicas included): set it on each node"
-	whyACL         = "ACLs are per node: manage them on each node"
+	whyACL         = "the proxy's users come from its users file (-users-file, read again on SIGHUP); the nodes' ACLs are managed on each node"
 	whyDiagnostics = "diagnostics are per node: query the nodes directly"
 	whyModules     = "modules are loaded per node: load them on each node"
 	whyDB          = "cluster mode has only database 0"
@@ -72,10 +71,10 @@ var overrides = map[string]override{
 	"client|no-evict":     {policy: Local},                          // the proxy never evicts clients
 	"client|no-touch":     {policy: Unsupported, reason: whyShared}, // Redis 7.2
 	"client|reply":        {policy: Local},
-	"client|tracking":     {policy: Unsupported, reason: whyTracking},
-	"client|trackinginfo": {policy: Unsupported, reason: whyTracking},
-	"client|caching":      {policy: Unsupported, reason: whyTracking},
-	"client|getredir":     {policy: Unsupported, reason: whyTracking},
+	"client|tracking":     {policy: Local}, // client-side caching: the proxy keeps the table
+	"client|trackinginfo": {policy: Local},
+	"client|caching":      {policy: Local},
+	"client|getredir":     {policy: Local},
 
 	// CLUSTER: the proxy presents the cluster as one node holding every
 	// slot; it answers the introspection itself (COUNTKEYSINSLOT and
@@ -224,9 +223,9 @@ var overrides = map[string]override{
 	// ACL CAT, GENPASS and HELP are alike everywhere: Forward.
 	"acl|setuser": {policy: Unsupported, reason: whyACL},
 	"acl|deluser": {policy: Unsupported, reason: whyACL},
-	"acl|getuser": {policy: Unsupported, reason: whyACL},
+	"acl|getuser": {policy: Local}, // the proxy's users, as it checks them
 	"acl|users":   {policy: Local}, // the proxy's users, as DRYRUN checks them
-	"acl|list":    {policy: Unsupported, reason: whyACL},
+	"acl|list":    {policy: Local},
 	"acl|load":    {policy: Unsupported, reason: whyACL},
 	"acl|save":    {policy: Unsupported, reason: whyACL},
 	"acl|log":     {policy: Local},
