@@ -34,8 +34,8 @@ type Config struct {
 	// FLUSHDB, CONFIG, KEYS, SCRIPT/FUNCTION FLUSH...), except those the proxy
 	// answers itself (INFO, ROLE, CLIENT LIST) and that neither see nor act
 	// on other clients or users (MONITOR, CLIENT KILL, PAUSE, UNPAUSE and
-	// UNBLOCK, ACL USERS, LIST, GETUSER, DRYRUN and LOG do). Default false: like Redis's
-	// default user, it may run everything.
+	// UNBLOCK, ACL USERS, LIST, GETUSER, DRYRUN and LOG do). Default false:
+	// like Redis's default user, it may run everything.
 	RestrictDefaultUser bool
 	// Users are more client users, from a users file (LoadUsers); a user
 	// named "default" there replaces the one built from Password. With
