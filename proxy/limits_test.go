@@ -321,7 +321,10 @@ func TestLimitPipelineBackpressure(t *testing.T) {
 		}
 		return err
 	})
-	if worst > 2*time.Second {
+	// Its GETs share the node connection that carries the 64 MiB of big
+	// replies, so on a loaded 2-core host they may wait for some of them;
+	// they must not wait for the whole stall.
+	if worst > 3*time.Second {
 		t.Fatalf("another client waited %v", worst)
 	}
 
@@ -425,7 +428,10 @@ func TestSlowReader(t *testing.T) {
 	if gone < timeout {
 		t.Fatalf("disconnected after %v, before the timeout", gone)
 	}
-	if worst > 2*time.Second {
+	// Its GETs share the node connection that carries the 64 MiB of big
+	// replies, so on a loaded 2-core host they may wait for some of them;
+	// they must not wait for the whole stall.
+	if worst > 3*time.Second {
 		t.Fatalf("another client waited %v", worst)
 	}
 	got := expectClosed(t, raw, raw, 10*time.Second)
