@@ -447,15 +447,27 @@ func TestClientTrackingListenerLost(t *testing.T) {
 // CLIENT TRACKING (OPTIN, with CLIENT CACHING YES and a MULTI per cached
 // read), caches through the proxy and sees another client's write.
 func TestClientTrackingRueidis(t *testing.T) {
-	ctx := context.Background()
 	p := startProxy(t, shared, proxy.Config{}, router.Options{})
-	w := p.client(t, 2)
-	rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{p.Addr}, ForceSingleClient: true})
-	if err != nil {
-		t.Fatalf("rueidis with client-side caching: %v", err)
+	// As a single node, and as the one-node cluster the proxy presents
+	// (rueidis's default when CLUSTER SLOTS answers).
+	for _, single := range []bool{true, false} {
+		t.Run(fmt.Sprintf("single=%v", single), func(t *testing.T) {
+			rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{p.Addr}, ForceSingleClient: single})
+			if err != nil {
+				t.Fatalf("rueidis with client-side caching: %v", err)
+			}
+			defer rc.Close()
+			rueidisCaches(t, p, rc, fmt.Sprintf("trk-rueidis-%v", single))
+		})
 	}
-	defer rc.Close()
-	keys := keysOnEveryMaster(t, p, "trk-rueidis", 6)
+}
+
+// rueidisCaches checks that rc caches keys through the proxy and sees
+// another client's writes to them.
+func rueidisCaches(t *testing.T, p *testProxy, rc rueidis.Client, prefix string) {
+	ctx := context.Background()
+	w := p.client(t, 2)
+	keys := keysOnEveryMaster(t, p, prefix, 6)
 	for _, k := range keys {
 		if err := w.Set(ctx, k, "v1", 0).Err(); err != nil {
 			t.Fatal(err)
