@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"strings"
 	"sync"
@@ -91,6 +92,7 @@ type tracker struct {
 	n       atomic.Int32 // len(clients) + len(bcasts)
 
 	shards   [trackShards]trackShard
+	seed     maphash.Seed // spreads keys over the shards
 	nkeys    atomic.Int64 // keys in the table
 	nitems   atomic.Int64 // (key, session) pairs in the table
 	prefixes atomic.Int64 // prefixes of the BCAST sessions
@@ -121,6 +123,7 @@ func newTracker(srv *Server, maxKeys int) *tracker {
 	return &tracker{
 		srv:     srv,
 		maxKeys: int64(maxKeys),
+		seed:    maphash.MakeSeed(),
 		clients: map[int64]*session{},
 		bcasts:  map[int64]*bcastClient{},
 	}
@@ -406,7 +409,7 @@ func (t *tracker) read(l *invListener) {
 
 // shard returns the table part that holds key.
 func (t *tracker) shard(key []byte) *trackShard {
-	return &t.shards[router.Slot(key)%trackShards]
+	return &t.shards[maphash.Bytes(t.seed, key)%trackShards]
 }
 
 // remember records that session id read key. Beyond maxKeys it forgets
