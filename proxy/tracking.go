@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -183,7 +184,7 @@ func (t *tracker) start() error {
 		l, err := t.dial(addr)
 		if err != nil {
 			t.srv.log.Warn("client-side caching: cannot listen for invalidations on a master; retrying", "node", addr, "err", err)
-			firstErr = cmpOr(firstErr, err)
+			firstErr = cmp.Or(firstErr, err)
 			t.retryAt[addr] = time.Now().Add(time.Second)
 			continue
 		}
@@ -198,13 +199,6 @@ func (t *tracker) start() error {
 	go t.loop(t.stop, t.loopDone)
 	t.srv.log.Info("client-side caching: listening for invalidations", "masters", len(t.listeners))
 	return nil
-}
-
-func cmpOr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // trackingOnFrame turns a listener connection into a broadcast listener of
