@@ -58,8 +58,9 @@ func (s *session) local(c *call, spec *command.Spec, args [][]byte) *call {
 		}
 		c.reply = resp.AppendOK(c.reply)
 	case "readonly", "readwrite":
-		// Cluster clients send these before reading from replicas. The
-		// proxy reads from masters; the reply keeps such clients working.
+		// Cluster clients send these before reading from replicas. Where
+		// the proxy reads is its own setting (router.Options.ReadFrom); the
+		// reply keeps such clients working.
 		c.reply = resp.AppendOK(c.reply)
 	case "auth":
 		return s.auth(c, args[1:])

@@ -112,6 +112,10 @@ type session struct {
 	// lastSpec is the spec of the last command looked up (see lookup);
 	// allowedSpec and allowedUser the last command the ACL let this session's
 	// user run, for users with every key and channel (see denied).
+	// readOnly is set while a read-only command is routed: it may go to a
+	// replica (router.Options.ReadFrom), unless the client tracks keys for
+	// its cache, whose invalidations come from the masters.
+	readOnly    bool
 	lastSpec    *command.Spec
 	allowedSpec *command.Spec
 	allowedUser *aclUser
@@ -621,7 +625,7 @@ func (s *session) dispatch(cmd resp.Command) *call {
 	c.name = "unknown"
 	c.raw = cmd.Raw
 	c.mute = s.replyOff || s.skipNext
-	s.skipNext = false
+	s.skipNext, s.readOnly = false, false
 	args := cmd.Args
 	name := args[0]
 	if s.currentUser() == nil && !authExempt(name) {
@@ -742,6 +746,7 @@ func (s *session) slotOf(spec *command.Spec, args [][]byte) (slot int, keys []in
 // forward routes a command whose keys all hash to one slot; a Split command
 // whose keys span slots is fanned out by slot.
 func (s *session) forward(c *call, spec *command.Spec, cmd resp.Command) *call {
+	s.readOnly = spec.Flags&command.ReadOnly != 0 && (s.trk == nil || !s.trk.on)
 	slot, keys, msg := s.slotOf(spec, cmd.Args)
 	switch {
 	case msg == crossSlot && spec.Policy == command.Split:
@@ -793,6 +798,7 @@ func (s *session) sendRequest(req *router.Request, frame []byte, slot int, resen
 	req.Conn = int(s.id)
 	req.Proto = s.proto
 	req.Resendable = resend
+	req.ReadOnly = s.readOnly
 	s.srv.router.Send(req)
 }
 

@@ -62,6 +62,12 @@ type Options struct {
 	// stay open for requests already sent to them. Default 10s.
 	RetiredGrace time.Duration
 
+	// ReadFrom says where requests marked ReadOnly go: ReadMaster (the
+	// default) or ReadPreferReplica. Replicas replicate asynchronously, so a
+	// read sent to one may not see a write the master acknowledged moments
+	// before, even one of the same client.
+	ReadFrom ReadPolicy
+
 	// ReplyLimits bound replies read from nodes. Zero fields mean resp defaults.
 	ReplyLimits resp.Limits
 
@@ -70,6 +76,20 @@ type Options struct {
 	// Observer receives router events for metrics and traces. Default none.
 	Observer Observer
 }
+
+// ReadPolicy is where read-only requests go.
+type ReadPolicy int
+
+const (
+	// ReadMaster sends every request to the master of its slot.
+	ReadMaster ReadPolicy = iota
+	// ReadPreferReplica sends a read-only request to a replica of its
+	// slot's master (the one Request.Conn picks, so that one client's reads
+	// of a shard go to one replica, in order), and to the master when the
+	// shard has no healthy replica or the replica fails, is loading or has
+	// lost its master.
+	ReadPreferReplica
+)
 
 // Observer is told about router events. Implementations must be fast and
 // safe for concurrent use; they run on the request path.

@@ -444,9 +444,11 @@ func dialNode(opts *Options, addr string, proto int) (net.Conn, *resp.Reader, er
 }
 
 // handshake authenticates and selects the protocol version before the
-// connection carries requests.
+// connection carries requests, and with replica reads allows them on it
+// (READONLY; a master ignores it).
 func handshake(opts *Options, conn net.Conn, rd *resp.Reader, proto int) error {
 	var cmd []byte
+	n := 1
 	switch {
 	case proto == resp.RESP3 && opts.Password != "":
 		user := opts.Username
@@ -461,6 +463,13 @@ func handshake(opts *Options, conn net.Conn, rd *resp.Reader, proto int) error {
 	case opts.Password != "":
 		cmd = resp.AppendCommandStrings(nil, "AUTH", opts.Password)
 	default:
+		n = 0
+	}
+	if opts.ReadFrom == ReadPreferReplica {
+		cmd = resp.AppendCommandStrings(cmd, "READONLY")
+		n++
+	}
+	if n == 0 {
 		return nil
 	}
 	_ = conn.SetDeadline(time.Now().Add(opts.DialTimeout))
@@ -468,13 +477,15 @@ func handshake(opts *Options, conn net.Conn, rd *resp.Reader, proto int) error {
 	if _, err := conn.Write(cmd); err != nil {
 		return fmt.Errorf("handshake: %w", err)
 	}
-	reply, err := rd.ReadReply()
-	if err != nil {
-		return fmt.Errorf("handshake: %w", err)
-	}
-	if resp.IsError(reply) {
-		// The reply names the failure (WRONGPASS, NOPROTO); never the password.
-		return fmt.Errorf("handshake: %s", resp.ErrorText(reply))
+	for range n {
+		reply, err := rd.ReadReply()
+		if err != nil {
+			return fmt.Errorf("handshake: %w", err)
+		}
+		if resp.IsError(reply) {
+			// The reply names the failure (WRONGPASS, NOPROTO); never the password.
+			return fmt.Errorf("handshake: %s", resp.ErrorText(reply))
+		}
 	}
 	return nil
 }

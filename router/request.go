@@ -28,6 +28,9 @@ type Request struct {
 	// connection broke while it was in flight: a read, or a write that
 	// gives the same state and reply when applied twice.
 	Resendable bool
+	// ReadOnly marks a command that only reads: with Options.ReadFrom set
+	// to ReadPreferReplica it may be served by a replica.
+	ReadOnly bool
 	// BlockedOn, when set, is where Block keeps the dedicated connection
 	// the request waits on (nil outside that wait), so that another
 	// goroutine can unblock the command on its node (see
@@ -50,9 +53,12 @@ type Request struct {
 	redirectTo string // node named by the last MOVED/ASK
 	asking     bool
 	written    bool
-	redirects  int
-	attempts   int
-	deadline   time.Time
+	// toReplica is set while the attempt goes to a replica; noReplica once
+	// one failed it, so that the next attempts go to the master.
+	toReplica, noReplica bool
+	redirects            int
+	attempts             int
+	deadline             time.Time
 	// state is the current attempt's: pending, done, or parked (its waiter
 	// sleeps on done). A waiter that finds the attempt done reads the reply
 	// without touching the channel; complete sends on done only to a parked

@@ -389,6 +389,11 @@ func (r *Router) install(shards []Shard, reason string) {
 	t := &topology{shards: shards}
 	for _, sh := range shards {
 		t.masters = append(t.masters, r.node(sh.Master.Addr))
+		var reps []*node
+		for _, rep := range sh.Replicas {
+			reps = append(reps, r.node(rep.Addr))
+		}
+		t.replicas = append(t.replicas, reps)
 		idx := uint16(len(t.masters)) // 1 + index; a cluster has far fewer than 65,535 shards
 		for _, rg := range sh.Slots {
 			for s := max(rg[0], 0); s <= min(rg[1], SlotCount-1); s++ {
@@ -476,7 +481,7 @@ func (r *Router) watchdog() {
 // that connection's queue is full (backpressure). Follow with Wait.
 func (r *Router) Send(req *Request) {
 	req.state.Store(reqPending) // a new attempt
-	req.asking = false
+	req.asking, req.toReplica = false, false
 	n, err := r.route(req)
 	if err != nil {
 		req.complete(nil, err)
@@ -493,7 +498,21 @@ func (r *Router) route(req *Request) (*node, error) {
 	} else if t := r.topo.Load(); t == nil {
 		return nil, ErrNoTopology
 	} else if req.Slot >= 0 {
-		n = t.master(req.Slot)
+		i := int(t.slots[req.Slot&(SlotCount-1)]) - 1
+		if i < 0 {
+			return nil, ErrNoRoute
+		}
+		n = t.masters[i]
+		if req.ReadOnly && r.opts.ReadFrom == ReadPreferReplica && !req.noReplica {
+			if reps := t.replicas[i]; len(reps) > 0 {
+				c := req.Conn
+				if c < 0 {
+					c = -c
+				}
+				n = reps[c%len(reps)]
+				req.toReplica = true
+			}
+		}
 	} else if len(t.masters) > 0 {
 		c := req.Conn
 		if c < 0 {
@@ -539,6 +558,15 @@ func (r *Router) Do(req *Request) {
 // retry decides whether the attempt that just ended must be made again, and
 // if so sends it again.
 func (r *Router) retry(req *Request) bool {
+	if req.toReplica && (req.Err != nil || isUnavailable(req.Reply)) {
+		// The replica failed the read, is loading, or lost its master:
+		// the master answers it (at once: it is not the master that failed).
+		req.noReplica = true
+		if req.Err == nil || !req.written || req.Resendable {
+			r.Send(req)
+			return true
+		}
+	}
 	if req.Err != nil {
 		if req.written && !req.Resendable {
 			return false // may have been applied: the client must decide
@@ -655,6 +683,21 @@ func (r *Router) resendLater(req *Request) bool {
 	}
 	r.Send(req)
 	return true
+}
+
+// isUnavailable reports whether reply says the node cannot serve now
+// (LOADING, MASTERDOWN, CLUSTERDOWN, TRYAGAIN).
+func isUnavailable(reply []byte) bool {
+	if len(reply) == 0 || reply[0] != '-' {
+		return false
+	}
+	msg := resp.ErrorText(reply)
+	for _, p := range [][]byte{[]byte("LOADING"), []byte("MASTERDOWN"), []byte("CLUSTERDOWN"), []byte("TRYAGAIN")} {
+		if bytes.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // parseRedirect parses "MOVED 3999 127.0.0.1:6381" or "ASK ...".

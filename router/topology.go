@@ -32,8 +32,10 @@ type topology struct {
 	// so the lookup on every request mostly hits the CPU cache.
 	slots   [SlotCount]uint16
 	masters []*node // the shards' masters, in shard order
-	shards  []Shard
-	covered int // slots with a master
+	// replicas are each master's healthy replicas (same index).
+	replicas [][]*node
+	shards   []Shard
+	covered  int // slots with a master
 }
 
 // master returns the master serving slot, or nil.

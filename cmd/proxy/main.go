@@ -148,6 +148,7 @@ func run(ctx context.Context, cfg *Config, logOut io.Writer) error {
 		ReadTimeout:     cfg.ReadTimeout,
 		RetryWindow:     cfg.RetryWindow,
 		RefreshInterval: cfg.RefreshInterval,
+		ReadFrom:        readPolicy(cfg.ReadFrom),
 		Logger:          log.With("component", "router"),
 		Observer:        m,
 	})
@@ -357,4 +358,12 @@ func healthcheck(args []string, getenv func(string) string, out io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// readPolicy maps -read-from (validated) to the router's policy.
+func readPolicy(s string) router.ReadPolicy {
+	if s == "prefer-replica" {
+		return router.ReadPreferReplica
+	}
+	return router.ReadMaster
 }
