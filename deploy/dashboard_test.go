@@ -61,6 +61,9 @@ func TestDashboardUsesRealMetrics(t *testing.T) {
 	if err := metrics.RegisterInflight(rec, func() map[string]int { return nil }); err != nil {
 		t.Fatal(err)
 	}
+	if err := metrics.RegisterTracking(rec, func() metrics.TrackingStats { return metrics.TrackingStats{} }); err != nil {
+		t.Fatal(err)
+	}
 	series := regexp.MustCompile(`clusterproxy_[a-z_]+`)
 	used := 0
 	for _, p := range dash.Panels {
