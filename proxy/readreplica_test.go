@@ -39,8 +39,9 @@ func getCalls(t *testing.T, cl *localcluster.Cluster) map[string]int {
 	return out
 }
 
-// TestReadFromReplica: with ReadPreferReplica, reads (GET, split MGET) are
-// served by the replicas of every shard and writes by the masters; the
+// TestReadFromReplica: with ReadPreferReplica, reads (GET in RESP2 and
+// RESP3, split MGET) are served by the replicas of every shard and writes
+// by the masters; the
 // reads of a client with CLIENT TRACKING on stay on the masters, whose
 // changes its invalidations follow.
 func TestReadFromReplica(t *testing.T) {
@@ -73,10 +74,15 @@ func TestReadFromReplica(t *testing.T) {
 	}
 	before := getCalls(t, shared)
 	const rounds = 10
-	for range rounds {
+	c3 := p.client(t, 3) // RESP3 reads go over their own node connections
+	for r := range rounds {
+		cl := c
+		if r%2 == 1 {
+			cl = c3
+		}
 		for _, k := range keys {
-			if v, err := c.Get(ctx, k).Result(); err != nil || v != "v-"+k {
-				t.Fatalf("GET %s: %q, %v", k, v, err)
+			if v, err := cl.Get(ctx, k).Result(); err != nil || v != "v-"+k {
+				t.Fatalf("GET %s (RESP%d): %q, %v", k, 2+r%2, v, err)
 			}
 		}
 	}
