@@ -176,34 +176,40 @@ func commandList(t *command.Table, u *aclUser, want bool) []string {
 			}
 		}
 	}
-	// Then whole commands, or their subcommands.
-	var rest []string
+	// Then whole commands, or their subcommands: a container whose every
+	// subcommand matches is named whole.
+	subs := map[string][]*command.Spec{}
+	var plain []*command.Spec
 	t.Each(func(s *command.Spec) {
-		if !s.IsContainer() || strings.Contains(s.Name, "|") {
-			if !strings.Contains(s.Name, "|") && matching[s.Name] && !covered[s.Name] {
-				rest = append(rest, sign+s.Name)
-			}
-			return
-		}
-		var subs []string
-		whole := true
-		t.Each(func(sub *command.Spec) {
-			if strings.HasPrefix(sub.Name, s.Name+"|") {
-				if matching[sub.Name] {
-					if !covered[sub.Name] {
-						subs = append(subs, sign+sub.Name)
-					}
-				} else {
-					whole = false
-				}
-			}
-		})
-		if whole && len(subs) > 0 {
-			rest = append(rest, sign+s.Name)
-		} else {
-			rest = append(rest, subs...)
+		if parent, _, ok := strings.Cut(s.Name, "|"); ok {
+			subs[parent] = append(subs[parent], s)
+		} else if !s.IsContainer() {
+			plain = append(plain, s)
 		}
 	})
+	var rest []string
+	for _, s := range plain {
+		if matching[s.Name] && !covered[s.Name] {
+			rest = append(rest, sign+s.Name)
+		}
+	}
+	for parent, list := range subs {
+		var names []string
+		whole := true
+		for _, sub := range list {
+			switch {
+			case !matching[sub.Name]:
+				whole = false
+			case !covered[sub.Name]:
+				names = append(names, sign+sub.Name)
+			}
+		}
+		if whole && len(names) > 0 {
+			rest = append(rest, sign+parent)
+		} else {
+			rest = append(rest, names...)
+		}
+	}
 	slices.Sort(rest)
 	return append(out, rest...)
 }

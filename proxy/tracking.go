@@ -399,16 +399,17 @@ func (t *tracker) read(l *invListener) {
 	}
 }
 
-// shard returns the table part that holds key.
-func (t *tracker) shard(key []byte) *trackShard {
-	return &t.shards[maphash.Bytes(t.seed, key)%trackShards]
+// shard returns the index of the table part that holds key.
+func (t *tracker) shard(key []byte) int {
+	return int(maphash.Bytes(t.seed, key) % trackShards)
 }
 
 // remember records that session id read key. Beyond maxKeys it forgets
 // another key, invalidating it for its readers, as Redis does at
 // tracking-table-max-keys.
 func (t *tracker) remember(key []byte, id int64) {
-	sh := t.shard(key)
+	part := t.shard(key)
+	sh := &t.shards[part]
 	sh.mu.Lock()
 	ids, ok := sh.keys[string(key)]
 	if ok && slices.Contains(ids, id) {
@@ -425,19 +426,13 @@ func (t *tracker) remember(key []byte, id int64) {
 	t.nitems.Add(1)
 	sh.mu.Unlock()
 	if t.nkeys.Load() > t.maxKeys {
-		t.evict(sh, key)
+		t.evict(part, key)
 	}
 }
 
 // evict forgets one key other than keep, starting with keep's part, and
 // invalidates it for the sessions that read it.
-func (t *tracker) evict(from *trackShard, keep []byte) {
-	start := 0
-	for i := range t.shards {
-		if &t.shards[i] == from {
-			start = i
-		}
-	}
+func (t *tracker) evict(start int, keep []byte) {
 	for i := range trackShards {
 		sh := &t.shards[(start+i)%trackShards]
 		sh.mu.Lock()
@@ -468,7 +463,7 @@ func (t *tracker) evict(from *trackShard, keep []byte) {
 func (t *tracker) invalidate(keys [][]byte) {
 	var per map[int64][]string
 	for _, k := range keys {
-		sh := t.shard(k)
+		sh := &t.shards[t.shard(k)]
 		sh.mu.Lock()
 		ids, ok := sh.keys[string(k)]
 		if ok {
