@@ -450,11 +450,11 @@ user carol off nopass resetchannels -@all
 		}
 	}
 
-	// A node takes the rules, but for the proxy's gateway commands, which
-	// it does not have.
+	// A node takes the rules, but for the proxy's gateway commands and
+	// HOTKEYS (Redis 8.6), which a 7.x node does not have.
 	node := redis.NewClient(&redis.Options{Addr: shared.Addrs()[0]})
 	defer node.Close()
-	gateway := regexp.MustCompile(`^[-+](@gateway|cl\.|rl\.|cache\.|ctx\.)`)
+	gateway := regexp.MustCompile(`^[-+](@gateway|cl\.|rl\.|cache\.|ctx\.|hotkeys)`)
 	for _, name := range []string{"alice", "carol", "ops"} {
 		var rules []string
 		for _, r := range strings.Fields(byName[name])[2:] {

@@ -21,13 +21,15 @@ import (
 // the shared node connections.
 
 // actsOnOtherClients reports whether a command the proxy answers itself
-// acts on other clients, sees their commands (MONITOR) or shows the users
+// acts on other clients, sees their commands (MONITOR) or keys (HOTKEYS),
+// or shows the users
 // (ACL USERS, LIST, GETUSER, DRYRUN, LOG): a restricted default user may
 // not run it, as it may not run the @admin commands sent to nodes.
 func actsOnOtherClients(name string) bool {
 	switch name {
 	case "client|kill", "client|pause", "client|unpause", "client|unblock", "monitor",
-		"acl|users", "acl|list", "acl|getuser", "acl|dryrun", "acl|log":
+		"acl|users", "acl|list", "acl|getuser", "acl|dryrun", "acl|log",
+		"hotkeys|start", "hotkeys|stop", "hotkeys|get", "hotkeys|reset":
 		return true
 	}
 	return false

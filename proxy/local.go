@@ -105,6 +105,8 @@ func (s *session) local(c *call, spec *command.Spec, args [][]byte) *call {
 		return s.aclLogCmd(c, args)
 	case "slowlog|get", "slowlog|len", "slowlog|reset":
 		return s.slowlogCmd(c, spec.Name, args)
+	case "hotkeys|help", "hotkeys|start", "hotkeys|stop", "hotkeys|get", "hotkeys|reset":
+		return s.hotkeys(c, spec.Name, args)
 	case "role":
 		c.reply = resp.AppendArrayHeader(c.reply, 3)
 		c.reply = resp.AppendBulkString(c.reply, "master")

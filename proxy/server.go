@@ -180,6 +180,7 @@ type Server struct {
 	idleTimeout  atomic.Int64 // nanoseconds
 	writeTimeout atomic.Int64 // nanoseconds; ClientWriteTimeout
 	slow         slowlog
+	hot          hotkeysState // HOTKEYS
 
 	pause    pauser   // CLIENT PAUSE
 	monitors monitors // sessions in MONITOR mode
@@ -229,6 +230,7 @@ func New(cfg Config, r *router.Router, t *command.Table) (*Server, error) {
 	if err := s.addGateway(); err != nil {
 		return nil, err
 	}
+	s.addHotkeys()
 	s.authLimit = newAuthLimiter(cfg.AuthMaxFailures, cfg.AuthFailureWindow, cfg.AuthBlockTime)
 	if err := s.SetUsers(cfg.Users); err != nil {
 		return nil, err

@@ -51,6 +51,13 @@ type call struct {
 	// when too few replicas acknowledged.
 	sync    []int
 	syncErr []byte
+	// hot is the HOTKEYS session that samples this command (nil when none
+	// does, or it has no keys): its keys, whether it feeds the sketches,
+	// and the time its node requests took.
+	hot        *hotKeys
+	hotKeys    [][]byte
+	hotSampled bool
+	nodeTime   time.Duration
 }
 
 func newCall() *call { return &call{req: router.NewRequest()} }
@@ -59,6 +66,10 @@ func (c *call) reset() {
 	c.req.Reset()
 	c.routed, c.quit, c.mute, c.fan, c.block, c.blockDone, c.evalsha, c.name, c.wait, c.gw, c.raw, c.confirm = false, false, false, nil, false, nil, nil, "", nil, nil, nil, nil
 	c.sync, c.syncErr, c.seq = c.sync[:0], nil, 0
+	if c.hot != nil {
+		clear(c.hotKeys) // do not pin the request's buffer
+		c.hot, c.hotKeys, c.hotSampled, c.nodeTime = nil, c.hotKeys[:0], false, 0
+	}
 	if cap(c.reply) > 4096 {
 		c.reply = nil // do not pin large local replies in the pool
 	}
@@ -466,6 +477,9 @@ func (s *session) finish(c *call) {
 	}
 	if c.routed {
 		s.srv.router.Wait(c.req)
+		if c.hot != nil {
+			c.nodeTime = nodeTime(c.req)
+		}
 		if c.evalsha != nil {
 			s.healNoScript(c, c.evalsha)
 		}
@@ -532,6 +546,13 @@ func (s *session) write(c *call, flush bool) bool {
 	}
 	if c.seq > 0 {
 		s.wseq = c.seq
+	}
+	if c.hot != nil {
+		n := len(out)
+		if c.mute && c.confirm == nil {
+			n = 0
+		}
+		c.hot.record(c.hotKeys, c.hotSampled, c.nodeTime, uint64(len(c.raw)+n))
 	}
 	if s.inv.pending.Load() {
 		s.drainInvalidations() // those waiting for this reply go out after it
@@ -679,6 +700,9 @@ func (s *session) dispatch(cmd resp.Command) *call {
 		s.stopMonitor() // a monitor does not see its own RESET, as with Redis
 	}
 	s.feedMonitors(spec, args)
+	if h := s.srv.hot.cur.Load(); h != nil && spec.Policy != command.Local && h.activeAt(s.readAt) {
+		s.hotSample(c, h, spec, args)
+	}
 	if s.trk != nil && s.trk.on {
 		s.trackCommand(spec, args) // client-side caching: before the read is sent
 	}

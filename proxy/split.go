@@ -239,6 +239,9 @@ func (f *fanout) finish(srv *Server, c *call) {
 	for i := range f.parts {
 		part := &f.parts[i]
 		srv.router.Wait(part)
+		if c.hot != nil {
+			c.nodeTime += nodeTime(part)
+		}
 		r := part.Reply
 		if part.Err != nil {
 			r = errorReply(part.Err)
