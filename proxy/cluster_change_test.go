@@ -7,9 +7,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/clusterproxy/clusterproxy/internal/resp"
 	"github.com/clusterproxy/clusterproxy/internal/testcluster"
 	"github.com/clusterproxy/clusterproxy/proxy"
 	"github.com/clusterproxy/clusterproxy/router"
@@ -267,4 +269,99 @@ func TestFailoverMOVED(t *testing.T) {
 		t.Fatalf("a notification came twice: %q", frame)
 	}
 	t.Logf("ops=%d moved=%d clusterdown=%d", w.ops.Load(), obs.get("moved"), obs.get("clusterdown"))
+}
+
+// TestPipelineOrderAcrossLayoutChange: a client pipelines SET k then, after
+// the proxy learned that k's slot moved, GET k. The SET went to the old
+// master (stopped meanwhile, so its MOVED comes late); the GET must not be
+// sent straight to the new master ahead of it: it reads the SET's value.
+func TestPipelineOrderAcrossLayoutChange(t *testing.T) {
+	cl := testcluster.Start(t)
+	p := startProxy(t, cl, proxy.Config{}, router.Options{RefreshInterval: time.Hour,
+		RefreshCooldown: 10 * time.Millisecond, DialTimeout: 300 * time.Millisecond})
+	ctx := context.Background()
+	c := p.client(t, 2)
+	const key = "{order}:k"
+	slot := router.Slot([]byte(key))
+	from, err := cl.SlotOwner(ctx, slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	masters, err := cl.MasterAddrs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := masters[0]
+	if to == from {
+		to = masters[1]
+	}
+	if err := c.Set(ctx, key, "v1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Move the slot, with k, behind the proxy's back (no refresh for an
+	// hour, and no command of k's slot until the SET below).
+	if err := cl.BeginMigration(ctx, slot, from, to); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.MigrateKeys(ctx, slot, from, to, 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.FinishMigration(ctx, slot, from, to); err != nil {
+		t.Fatal(err)
+	}
+	owner := func() string {
+		for _, sh := range p.Router.Shards() {
+			for _, r := range sh.Slots {
+				if slot >= r[0] && slot <= r[1] {
+					return sh.Master.Addr
+				}
+			}
+		}
+		return ""
+	}
+	if got := owner(); got != from {
+		t.Fatalf("the proxy already routes slot %d to %s", slot, got)
+	}
+
+	pid := cl.Node(from).PID()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(resume)
+	raw := dialRaw(t, p.Addr)
+	// Two commands in one write, so the SET is pipelined (handed to the
+	// session's writer), not answered in place.
+	pipe := append(resp.AppendCommandStrings(nil, "SET", key, "v2"), resp.AppendCommandStrings(nil, "PING")...)
+	if _, err := raw.Write(pipe); err != nil {
+		t.Fatal(err)
+	}
+	// The proxy learns the new layout while the SET waits in the stopped
+	// node's socket (a refresh that asks the stopped node fails; retry).
+	deadline := time.Now().Add(2 * time.Second) // well within the cluster's 5 s node timeout
+	for owner() != to {
+		if time.Now().After(deadline) {
+			resume()
+			t.Fatalf("the proxy did not learn that slot %d moved to %s", slot, to)
+		}
+		p.Router.Refresh("test")
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := raw.Write(resp.AppendCommandStrings(nil, "GET", key)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // time enough to run the GET on the new master at once
+	resume()
+	for i, want := range []string{"+OK\r\n", "+PONG\r\n", "$2\r\nv2\r\n"} {
+		if got := raw.reply(t); got != want {
+			t.Fatalf("reply %d = %q, want %q", i, got, want)
+		}
+	}
+	c.Del(ctx, key)
 }

@@ -126,7 +126,10 @@ type session struct {
 	// readOnly is set while a read-only command is routed: it may go to a
 	// replica (router.Options.ReadFrom), unless the client tracks keys for
 	// its cache, whose invalidations come from the masters.
-	readOnly    bool
+	readOnly bool
+	// layout is the router's LayoutVersion when this session last routed
+	// a keyed command (see keepOrder).
+	layout      uint64
 	lastSpec    *command.Spec
 	allowedSpec *command.Spec
 	allowedUser *aclUser
@@ -770,6 +773,7 @@ func (s *session) slotOf(spec *command.Spec, args [][]byte) (slot int, keys []in
 // forward routes a command whose keys all hash to one slot; a Split command
 // whose keys span slots is fanned out by slot.
 func (s *session) forward(c *call, spec *command.Spec, cmd resp.Command) *call {
+	s.keepOrder()
 	s.readOnly = spec.Flags&command.ReadOnly != 0 && (s.trk == nil || !s.trk.on)
 	slot, keys, msg := s.slotOf(spec, cmd.Args)
 	switch {
@@ -785,6 +789,43 @@ func (s *session) forward(c *call, spec *command.Spec, cmd resp.Command) *call {
 		}
 	}
 	return s.send(c, cmd.Raw, slot, resendable(spec, cmd.Args))
+}
+
+// orderWait bounds how long keepOrder holds a command: past it (a client
+// that pipelines a CACHE.GET WAIT before the command that fills it), the
+// command goes on, as it would have without a layout change.
+const orderWait = time.Second
+
+// keepOrder keeps a pipeline in order across a change of the cluster
+// layout. Commands are routed as they are read, so without it a command
+// routed by the new layout (straight to a slot's new master) could run
+// before an earlier one of the same client still on its way to the old
+// master, which will redirect it there. So when the layout changed since
+// this session last routed a command and earlier commands are unanswered,
+// it waits for them first: one round trip per client per layout change.
+func (s *session) keepOrder() {
+	v := s.srv.router.LayoutVersion()
+	if v == s.layout {
+		return
+	}
+	s.layout = v
+	if s.queued.Load() == 0 {
+		return
+	}
+	room := s.pending.room
+	t := time.NewTimer(orderWait)
+	defer t.Stop()
+	for s.queued.Load() > 0 {
+		room.Want()
+		if s.queued.Load() == 0 {
+			return
+		}
+		select {
+		case <-room.C():
+		case <-t.C:
+			return
+		}
+	}
 }
 
 // blocking prepares a command that may block; the writer runs it on a

@@ -296,6 +296,19 @@ func (r *Router) SlotsCovered() int {
 	return 0
 }
 
+// LayoutVersion identifies the cluster layout requests are routed by: it
+// changes each time a refresh finds the layout changed (slots moved, a
+// failover, nodes added or removed), and is 0 before the first. A client
+// whose earlier requests are still unanswered when it changes can wait for
+// them before routing the next, so that one routed by the old layout (and
+// about to be redirected) does not run after a later one routed by the new.
+func (r *Router) LayoutVersion() uint64 {
+	if t := r.topo.Load(); t != nil {
+		return t.version
+	}
+	return 0
+}
+
 // Refresh asks for a topology refresh soon (lazily, with a cooldown).
 func (r *Router) Refresh(reason string) {
 	select {
@@ -386,7 +399,10 @@ func (r *Router) install(shards []Shard, reason string) {
 		r.opts.Observer.TopologyRefreshed(reason, old.covered, nil)
 		return
 	}
-	t := &topology{shards: shards}
+	t := &topology{shards: shards, version: 1}
+	if old != nil {
+		t.version = old.version + 1
+	}
 	for _, sh := range shards {
 		t.masters = append(t.masters, r.node(sh.Master.Addr))
 		var reps []*node

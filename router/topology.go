@@ -35,7 +35,8 @@ type topology struct {
 	// replicas are each master's healthy replicas (same index).
 	replicas [][]*node
 	shards   []Shard
-	covered  int // slots with a master
+	covered  int    // slots with a master
+	version  uint64 // 1 for the first snapshot, +1 for each later one
 }
 
 // master returns the master serving slot, or nil.
