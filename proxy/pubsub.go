@@ -40,6 +40,9 @@ type subs struct {
 	sets   subView
 	closed bool
 	wg     sync.WaitGroup
+	// watchStop stops watchLayout; nil until the first keyspace
+	// subscription starts it.
+	watchStop chan struct{}
 }
 
 // subView is a set of subscriptions: channels (SUBSCRIBE), patterns
@@ -189,6 +192,9 @@ func (s *session) pubsub(c *call, spec *command.Spec, args [][]byte) *call {
 			return c.fail("CLUSTERDOWN proxy: keyspace notifications need a master for every slot, and a slot has none now")
 		} else if err != nil {
 			return c.fail(string(resp.ErrorText(errorReply(err))))
+		}
+		if !unsub && len(ks) > 0 {
+			p.watchKeyspace()
 		}
 		p.mu.Lock()
 		sc := p.conns[""]
@@ -828,9 +834,13 @@ func (p *subs) reconcileKeyspace() error {
 		}
 	}
 	p.mu.Unlock()
-	for _, sc := range stale {
-		sc.d.Abort()
-	}
+	// Closed once the masters are subscribed: notifications may come
+	// twice meanwhile (a replica repeats its master's), never not at all.
+	defer func() {
+		for _, sc := range stale {
+			sc.d.Abort()
+		}
+	}()
 	for _, m := range masters {
 		p.mu.Lock()
 		sc := p.conns[keyspaceKey(m)]
@@ -854,6 +864,55 @@ func (p *subs) reconcileKeyspace() error {
 	return nil
 }
 
+// layoutPoll is how often a keyspace subscriber's session checks the
+// cluster layout (one atomic load).
+const layoutPoll = 250 * time.Millisecond
+
+// watchKeyspace starts, once per session, watchLayout.
+func (p *subs) watchKeyspace() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.watchStop != nil || p.closed {
+		return
+	}
+	p.watchStop = make(chan struct{})
+	p.wg.Add(1)
+	go p.watchLayout(p.watchStop)
+}
+
+// watchLayout keeps the keyspace connections on the masters when the
+// cluster layout changes without any of them breaking: a master added
+// (its keys' notifications would go unheard), a manual failover (the old
+// master, a replica now, would relay the new one's). It runs until the
+// session's subscriptions close; while the client holds no keyspace
+// subscription it only notes the layout.
+func (p *subs) watchLayout(stop <-chan struct{}) {
+	defer p.wg.Done()
+	r := p.s.srv.router
+	seen := r.LayoutVersion()
+	tick := time.NewTicker(layoutPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		v := r.LayoutVersion()
+		if v == seen {
+			continue
+		}
+		p.mu.Lock()
+		held := len(keysWhere(p.sets.chans, true)) + len(keysWhere(p.sets.pats, true))
+		p.mu.Unlock()
+		// A failed reconcile (a slot without a master, mid-failover) is
+		// tried again at the next tick.
+		if held == 0 || p.reconcileKeyspace() == nil {
+			seen = v
+		}
+	}
+}
+
 // subscribeFrames returns the SUBSCRIBE of chans and the PSUBSCRIBE of
 // pats, leaving out an empty one.
 func subscribeFrames(chans, pats []string) [][]byte {
@@ -871,6 +930,9 @@ func subscribeFrames(chans, pats []string) [][]byte {
 func (p *subs) close() {
 	p.mu.Lock()
 	p.closed = true
+	if p.watchStop != nil {
+		close(p.watchStop)
+	}
 	conns := p.conns
 	p.conns = map[string]*subConn{}
 	p.mu.Unlock()
