@@ -153,3 +153,70 @@ func TestReadFromReplicaFallback(t *testing.T) {
 	}
 	t.Logf("%d reads answered while the replica was down", reads)
 }
+
+// TestReadFromPreferMaster: with -read-from prefer-master, reads go to the
+// masters, and when a master is killed its shard's reads are answered by
+// its replica at once, while the cluster has not yet failed it over.
+func TestReadFromPreferMaster(t *testing.T) {
+	ctx := context.Background()
+	cl := testcluster.Start(t)
+	p := startProxy(t, cl, proxy.Config{}, router.Options{ReadFrom: router.ReadPreferMaster})
+	c := p.client(t, 2)
+	const key = "pm-read"
+	if err := c.Set(ctx, key, "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(ctx, 1, time.Second).Err(); err != nil {
+		t.Fatal(err)
+	}
+	master := p.Router.MasterOf(router.Slot([]byte(key)))
+	replicas, err := cl.ReplicasOf(ctx, master)
+	if err != nil || len(replicas) != 1 {
+		t.Fatalf("replicas of %s: %v, %v", master, replicas, err)
+	}
+	replicaGets := func() int {
+		n := redis.NewClient(&redis.Options{Addr: replicas[0], Password: cl.Password()})
+		defer n.Close()
+		info, err := n.Info(ctx, "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(info, "\r\n") {
+			if rest, ok := strings.CutPrefix(line, "cmdstat_get:calls="); ok {
+				n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+				return n
+			}
+		}
+		return 0
+	}
+	// While the master is up, it serves the reads.
+	before := replicaGets()
+	for range 50 {
+		if err := c.Get(ctx, key).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := replicaGets() - before; n != 0 {
+		t.Fatalf("the replica served %d reads while its master was up", n)
+	}
+
+	if err := cl.KillNode(master); err != nil {
+		t.Fatal(err)
+	}
+	before = replicaGets()
+	reads := 0
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); reads++ {
+		if v, err := c.Get(ctx, key).Result(); err != nil || v != "v" {
+			t.Fatalf("GET after %d reads with the master killed: %q, %v", reads, v, err)
+		}
+	}
+	served := replicaGets() - before
+	if served < reads {
+		t.Fatalf("the replica served %d of the %d reads made with its master down", served, reads)
+	}
+	// The cluster takes longer than that to fail the master over.
+	if now := p.Router.MasterOf(router.Slot([]byte(key))); now != master {
+		t.Fatalf("the cluster failed over to %s within the reads: the replica may have answered as a master", now)
+	}
+	t.Logf("%d reads answered by the replica while the master was down", reads)
+}

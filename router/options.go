@@ -63,7 +63,7 @@ type Options struct {
 	RetiredGrace time.Duration
 
 	// ReadFrom says where requests marked ReadOnly go: ReadMaster (the
-	// default) or ReadPreferReplica. Replicas replicate asynchronously, so a
+	// default), ReadPreferMaster or ReadPreferReplica. Replicas replicate asynchronously, so a
 	// read sent to one may not see a write the master acknowledged moments
 	// before, even one of the same client.
 	ReadFrom ReadPolicy
@@ -89,6 +89,13 @@ const (
 	// shard has no healthy replica or the replica fails, is loading or has
 	// lost its master.
 	ReadPreferReplica
+	// ReadPreferMaster sends a read-only request to its slot's master, and
+	// to a replica of it (the one Request.Conn picks) when the master
+	// cannot be reached, its connection broke before the reply, or it did
+	// not answer within ReadTimeout: reads go on while a master is down,
+	// before the cluster fails it over, at the cost of possibly stale
+	// answers in that time.
+	ReadPreferMaster
 )
 
 // Observer is told about router events. Implementations must be fast and

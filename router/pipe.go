@@ -465,7 +465,7 @@ func handshake(opts *Options, conn net.Conn, rd *resp.Reader, proto int) error {
 	default:
 		n = 0
 	}
-	if opts.ReadFrom == ReadPreferReplica {
+	if opts.ReadFrom != ReadMaster {
 		cmd = resp.AppendCommandStrings(cmd, "READONLY")
 		n++
 	}

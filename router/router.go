@@ -520,12 +520,8 @@ func (r *Router) route(req *Request) (*node, error) {
 		}
 		n = t.masters[i]
 		if req.ReadOnly && r.opts.ReadFrom == ReadPreferReplica && !req.noReplica {
-			if reps := t.replicas[i]; len(reps) > 0 {
-				c := req.Conn
-				if c < 0 {
-					c = -c
-				}
-				n = reps[c%len(reps)]
+			if rep := r.replicaOf(req); rep != nil {
+				n = rep
 				req.toReplica = true
 			}
 		}
@@ -540,6 +536,25 @@ func (r *Router) route(req *Request) (*node, error) {
 		return nil, ErrNoRoute
 	}
 	return n, nil
+}
+
+// replicaOf returns the replica of req's slot's master that req.Conn
+// picks, or nil when there is none.
+func (r *Router) replicaOf(req *Request) *node {
+	t := r.topo.Load()
+	if t == nil || req.Slot < 0 {
+		return nil
+	}
+	i := int(t.slots[req.Slot&(SlotCount-1)]) - 1
+	if i < 0 || len(t.replicas[i]) == 0 {
+		return nil
+	}
+	reps := t.replicas[i]
+	c := req.Conn
+	if c < 0 {
+		c = -c
+	}
+	return reps[c%len(reps)]
 }
 
 func (r *Router) sendTo(n *node, req *Request) {
@@ -574,6 +589,16 @@ func (r *Router) Do(req *Request) {
 // retry decides whether the attempt that just ended must be made again, and
 // if so sends it again.
 func (r *Router) retry(req *Request) bool {
+	if r.opts.ReadFrom == ReadPreferMaster && req.ReadOnly && !req.toReplica && !req.noReplica &&
+		req.Addr == "" && req.Err != nil && (!req.written || req.Resendable) &&
+		(errors.Is(req.Err, ErrUnavailable) || errors.Is(req.Err, ErrConnLost) || errors.Is(req.Err, ErrTimeout)) {
+		// The master is out of reach: a replica answers, at once.
+		if n := r.replicaOf(req); n != nil {
+			req.asking, req.toReplica = false, true
+			r.sendTo(n, req)
+			return true
+		}
+	}
 	if req.toReplica && (req.Err != nil || isUnavailable(req.Reply)) {
 		// The replica failed the read, is loading, or lost its master:
 		// the master answers it (at once: it is not the master that failed).

@@ -124,7 +124,7 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs.BoolVar(&c.Pprof, "pprof", false, "also serve /debug/pprof/ on -metrics-addr")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log `format`: text or json")
-	fs.StringVar(&c.ReadFrom, "read-from", "master", "where read-only commands go: master, or prefer-replica (a replica of the slot's master, the master when it has none or it fails; replicas lag, so a read may miss a write just acknowledged)")
+	fs.StringVar(&c.ReadFrom, "read-from", "master", "where read-only commands go: master; prefer-master (a replica of the slot's master while the master is out of reach); or prefer-replica (a replica of the slot's master, the master when it has none or it fails). Replicas lag: a read from one may miss a write just acknowledged")
 	fs.BoolVar(&c.Dev, "dev", false, "start a local six-node cluster of redis-server processes (see -dev-dir) and proxy it")
 	fs.StringVar(&c.DevDir, "dev-dir", ".data/dev-cluster", "`directory` holding the -dev cluster's node data")
 	fs.StringVar(&c.DevPorts, "dev-ports", "7001-7006", "`range` of ports for the -dev cluster's six nodes")
@@ -282,8 +282,8 @@ func (c *Config) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("-log-format must be text or json, not %q", c.LogFormat))
 	}
-	if c.ReadFrom != "master" && c.ReadFrom != "prefer-replica" {
-		errs = append(errs, fmt.Errorf("-read-from must be master or prefer-replica, not %q", c.ReadFrom))
+	if c.ReadFrom != "master" && c.ReadFrom != "prefer-master" && c.ReadFrom != "prefer-replica" {
+		errs = append(errs, fmt.Errorf("-read-from must be master, prefer-master or prefer-replica, not %q", c.ReadFrom))
 	}
 	if c.Dev {
 		if _, err := parsePorts(c.DevPorts); err != nil {

@@ -362,8 +362,11 @@ func healthcheck(args []string, getenv func(string) string, out io.Writer) int {
 
 // readPolicy maps -read-from (validated) to the router's policy.
 func readPolicy(s string) router.ReadPolicy {
-	if s == "prefer-replica" {
+	switch s {
+	case "prefer-replica":
 		return router.ReadPreferReplica
+	case "prefer-master":
+		return router.ReadPreferMaster
 	}
 	return router.ReadMaster
 }
