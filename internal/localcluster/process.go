@@ -24,6 +24,9 @@ var errPortTaken = errors.New("address already in use")
 const (
 	logTailLines = 15                     // how much of redis.log a start failure quotes
 	termRepeat   = 100 * time.Millisecond // SIGTERM again while a node does not exit
+	// groupGoneWait bounds the wait for a node's fork children to be gone
+	// once it exited.
+	groupGoneWait = 2 * time.Second
 )
 
 // process is one redis-server, leader of its own process group.
@@ -37,8 +40,15 @@ type process struct {
 func (p *process) wait() {
 	p.err = p.cmd.Wait()
 	// Sweep the group: a fork child (RDB save, AOF rewrite) must not outlive
-	// its parent.
+	// its parent. The signal is delivered, and the child reaped by whoever
+	// inherited it, a moment later: wait for that (bounded), so that a
+	// stopped node has no process left.
 	_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+	for end := time.Now().Add(groupGoneWait); time.Now().Before(end); time.Sleep(2 * time.Millisecond) {
+		if errors.Is(syscall.Kill(-p.pid, 0), syscall.ESRCH) {
+			break
+		}
+	}
 	close(p.done)
 }
 
