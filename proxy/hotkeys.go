@@ -118,13 +118,10 @@ func (h *hotKeys) record(keys [][]byte, sampled bool, took time.Duration, bytes 
 	}
 }
 
-// hotSample marks c for the tracking session h when its command has keys.
-func (s *session) hotSample(c *call, h *hotKeys, spec *command.Spec, args [][]byte) {
-	if spec.KeysAreChannels() {
-		return
-	}
-	keys, err := spec.Keys(args, s.keys[:0])
-	if err != nil || len(keys) == 0 {
+// hotSample marks c, about to be sent to its node(s), for the tracking
+// session h when its command has keys (their indexes in args).
+func (s *session) hotSample(c *call, h *hotKeys, spec *command.Spec, args [][]byte, keys []int) {
+	if len(keys) == 0 || spec.KeysAreChannels() {
 		return
 	}
 	c.hot = h

@@ -32,6 +32,15 @@ type subs struct {
 	// confirmation.wait). Only the writer touches it.
 	view subView
 
+	// sendMu serialises what writes subscription commands to the
+	// subscriber connections and changes which of them exist: the reader's
+	// (P|S)(UN)SUBSCRIBE, a resubscription after a broken connection, and
+	// the keyspace connections' reconciliation with the masters. So two of
+	// them never write to one connection at once, and a keyspace name the
+	// client adds reaches every master's connection, a new one included.
+	// Taken before mu, never while holding it.
+	sendMu sync.Mutex
+
 	mu    sync.Mutex // guards everything below
 	conns map[string]*subConn
 	// sets are the client's subscriptions as sent: changed when a command
@@ -99,6 +108,9 @@ type subConn struct {
 	// held is what the node has confirmed so far, as its confirmations
 	// come in: what an unsubscribe from everything will be answered for.
 	held subView
+	// retired is set (under subs.mu) before the connection is closed on
+	// purpose, so that its reader does not subscribe again elsewhere.
+	retired bool
 }
 
 // confirmWait bounds how long a (P|S)(UN)SUBSCRIBE waits for the frames
@@ -176,6 +188,8 @@ func (s *session) pubsub(c *call, spec *command.Spec, args [][]byte) *call {
 	}
 	p := s.subs
 	names := args[1:]
+	p.sendMu.Lock()
+	defer p.sendMu.Unlock()
 	switch spec.Name {
 	case "subscribe", "psubscribe", "unsubscribe", "punsubscribe":
 		unsub := strings.HasPrefix(spec.Name, "un") || strings.HasPrefix(spec.Name, "pun")
@@ -187,6 +201,7 @@ func (s *session) pubsub(c *call, spec *command.Spec, args [][]byte) *call {
 				plain = append(plain, n)
 			}
 		}
+		layout := s.srv.router.LayoutVersion() // before the connections match it
 		ksc, err := p.keyspaceConns(!unsub && len(ks) > 0)
 		if errors.Is(err, errPartialCoverage) {
 			return c.fail("CLUSTERDOWN proxy: keyspace notifications need a master for every slot, and a slot has none now")
@@ -194,7 +209,7 @@ func (s *session) pubsub(c *call, spec *command.Spec, args [][]byte) *call {
 			return c.fail(string(resp.ErrorText(errorReply(err))))
 		}
 		if !unsub && len(ks) > 0 {
-			p.watchKeyspace()
+			p.watchKeyspace(layout)
 		}
 		p.mu.Lock()
 		sc := p.conns[""]
@@ -356,7 +371,7 @@ var errPartialCoverage = errors.New("a slot has no master")
 
 // keyspaceConns returns the session's keyspace connections, ordered by
 // address. With dial, it first makes them match the masters (see
-// reconcileKeyspace).
+// reconcileKeyspace; the caller holds sendMu).
 func (p *subs) keyspaceConns(dial bool) ([]*subConn, error) {
 	if dial {
 		if err := p.reconcileKeyspace(); err != nil {
@@ -647,8 +662,11 @@ func (p *subs) read(sc *subConn) {
 			sc.d.Close()
 			p.mu.Lock()
 			sc.release()
+			retired := sc.retired
 			p.mu.Unlock()
-			p.resubscribe(sc)
+			if !retired {
+				p.resubscribe(sc)
+			}
 			return
 		}
 		failed := resp.IsError(frame)
@@ -704,99 +722,110 @@ func (p *subs) resubscribe(old *subConn) {
 	deadline := time.Now().Add(15 * time.Second)
 	for wait := 50 * time.Millisecond; time.Now().Before(deadline); wait = min(2*wait, time.Second) {
 		time.Sleep(wait)
-		p.mu.Lock()
-		if p.closed {
-			p.mu.Unlock()
+		p.sendMu.Lock()
+		done := p.resubscribeOnce(old)
+		p.sendMu.Unlock()
+		if done {
 			return
 		}
-		if p.conns[old.key] == old {
-			delete(p.conns, old.key)
-		}
-		if strings.HasPrefix(old.key, "ks:") {
-			held := len(keysWhere(p.sets.chans, true)) + len(keysWhere(p.sets.pats, true))
-			p.mu.Unlock()
-			if held == 0 {
-				return
-			}
-			p.s.srv.router.Refresh("pubsub")
-			if p.reconcileKeyspace() == nil {
-				return
-			}
-			continue
-		}
-		var frames [][]byte
-		drop := 0
-		var addr string
-		if old.key == "" {
-			// Keyspace names live on the keyspace connections.
-			chans, pats := keysWhere(p.sets.chans, false), keysWhere(p.sets.pats, false)
-			frames, drop = subscribeFrames(chans, pats), len(chans)+len(pats)
-			if masters := p.s.srv.router.Masters(); len(masters) > 0 {
-				addr = masters[int(p.s.id)%len(masters)]
-			}
-		} else {
-			// Shard channels that lived on the old node: one SSUBSCRIBE per
-			// channel, each on the current master of its slot.
-			for ch := range p.sets.shard {
-				if p.s.srv.router.MasterOf(router.Slot([]byte(ch))) != "" {
-					frames = append(frames, resp.AppendCommandStrings(nil, "SSUBSCRIBE", ch))
-				}
-			}
-		}
+	}
+	p.s.srv.log.Warn("pub/sub connection lost and not restored; closing the client", "client", p.s.id)
+	p.s.conn.Close()
+}
+
+// resubscribeOnce makes one attempt of resubscribe, holding sendMu. It
+// reports whether nothing is left to do.
+func (p *subs) resubscribeOnce(old *subConn) bool {
+	p.mu.Lock()
+	if p.closed {
 		p.mu.Unlock()
-		if len(frames) == 0 {
-			return
+		return true
+	}
+	if p.conns[old.key] == old {
+		delete(p.conns, old.key)
+	}
+	if strings.HasPrefix(old.key, "ks:") {
+		held := len(keysWhere(p.sets.chans, true)) + len(keysWhere(p.sets.pats, true))
+		p.mu.Unlock()
+		if held == 0 {
+			return true
 		}
 		p.s.srv.router.Refresh("pubsub")
-		if old.key != "" {
-			// Re-home every shard channel by its slot.
-			ok := true
-			for _, f := range frames {
-				els, _, _ := resp.Elements(append([]byte(nil), f...), nil)
-				ch, _ := resp.BulkValue(els[1])
-				a := p.s.srv.router.MasterOf(router.Slot(ch))
-				p.mu.Lock()
-				sc := p.conns[a]
-				p.mu.Unlock()
-				if sc == nil {
-					var err error
-					if sc, err = p.dial(a, a); err != nil {
-						ok = false
-						break
-					}
-				}
-				p.mu.Lock()
-				sc.drop++
-				p.mu.Unlock()
-				if sc.d.Send(f) != nil {
+		if p.reconcileKeyspace() == nil {
+			return true
+		}
+		return false
+	}
+	var frames [][]byte
+	drop := 0
+	var addr string
+	if old.key == "" {
+		// Keyspace names live on the keyspace connections.
+		chans, pats := keysWhere(p.sets.chans, false), keysWhere(p.sets.pats, false)
+		frames, drop = subscribeFrames(chans, pats), len(chans)+len(pats)
+		if masters := p.s.srv.router.Masters(); len(masters) > 0 {
+			addr = masters[int(p.s.id)%len(masters)]
+		}
+	} else {
+		// Shard channels that lived on the old node: one SSUBSCRIBE per
+		// channel, each on the current master of its slot.
+		for ch := range p.sets.shard {
+			if p.s.srv.router.MasterOf(router.Slot([]byte(ch))) != "" {
+				frames = append(frames, resp.AppendCommandStrings(nil, "SSUBSCRIBE", ch))
+			}
+		}
+	}
+	p.mu.Unlock()
+	if len(frames) == 0 {
+		return true
+	}
+	p.s.srv.router.Refresh("pubsub")
+	if old.key != "" {
+		// Re-home every shard channel by its slot.
+		ok := true
+		for _, f := range frames {
+			els, _, _ := resp.Elements(append([]byte(nil), f...), nil)
+			ch, _ := resp.BulkValue(els[1])
+			a := p.s.srv.router.MasterOf(router.Slot(ch))
+			p.mu.Lock()
+			sc := p.conns[a]
+			p.mu.Unlock()
+			if sc == nil {
+				var err error
+				if sc, err = p.dial(a, a); err != nil {
 					ok = false
 					break
 				}
 			}
-			if ok {
-				return
-			}
-			continue
-		}
-		if addr == "" {
-			continue
-		}
-		sc, err := p.dial("", addr)
-		if err != nil {
-			continue
-		}
-		p.mu.Lock()
-		sc.drop += drop
-		p.mu.Unlock()
-		for _, f := range frames {
+			p.mu.Lock()
+			sc.drop++
+			p.mu.Unlock()
 			if sc.d.Send(f) != nil {
+				ok = false
 				break
 			}
 		}
-		return
+		if ok {
+			return true
+		}
+		return false
 	}
-	p.s.srv.log.Warn("pub/sub connection lost and not restored; closing the client", "client", p.s.id)
-	p.s.conn.Close()
+	if addr == "" {
+		return false
+	}
+	sc, err := p.dial("", addr)
+	if err != nil {
+		return false
+	}
+	p.mu.Lock()
+	sc.drop += drop
+	p.mu.Unlock()
+	for _, f := range frames {
+		if sc.d.Send(f) != nil {
+			break
+		}
+	}
+	return true
 }
 
 // keysWhere returns the names of set that are keyspace names (or are not).
@@ -812,10 +841,11 @@ func keysWhere(set map[string]bool, keyspace bool) []string {
 
 // reconcileKeyspace gives every master serving slots a keyspace
 // connection, subscribed silently to the session's keyspace channels and
-// patterns (a master promoted by a failover), and closes those to nodes
-// that serve none (after a manual failover the old master, now a replica,
-// would repeat its master's notifications). It fails while a slot has no
-// master.
+// patterns (a master promoted by a failover, a master added), then closes
+// those to nodes that serve none (after a manual failover the old master,
+// now a replica, would repeat its master's notifications): a notification
+// may come twice meanwhile, never not at all. It fails while a slot has no
+// master, leaving the old connections. The caller holds sendMu.
 func (p *subs) reconcileKeyspace() error {
 	masters := p.s.srv.router.MastersBySlot()
 	if len(masters) == 0 {
@@ -826,21 +856,7 @@ func (p *subs) reconcileKeyspace() error {
 	}
 	p.mu.Lock()
 	chans, pats := keysWhere(p.sets.chans, true), keysWhere(p.sets.pats, true)
-	var stale []*subConn
-	for k, sc := range p.conns {
-		if strings.HasPrefix(k, "ks:") && !slices.Contains(masters, strings.TrimPrefix(k, "ks:")) {
-			delete(p.conns, k)
-			stale = append(stale, sc)
-		}
-	}
 	p.mu.Unlock()
-	// Closed once the masters are subscribed: notifications may come
-	// twice meanwhile (a replica repeats its master's), never not at all.
-	defer func() {
-		for _, sc := range stale {
-			sc.d.Abort()
-		}
-	}()
 	for _, m := range masters {
 		p.mu.Lock()
 		sc := p.conns[keyspaceKey(m)]
@@ -861,6 +877,19 @@ func (p *subs) reconcileKeyspace() error {
 			}
 		}
 	}
+	p.mu.Lock()
+	var stale []*subConn
+	for k, sc := range p.conns {
+		if strings.HasPrefix(k, "ks:") && !slices.Contains(masters, strings.TrimPrefix(k, "ks:")) {
+			delete(p.conns, k)
+			sc.retired = true // closed on purpose: not to be subscribed again
+			stale = append(stale, sc)
+		}
+	}
+	p.mu.Unlock()
+	for _, sc := range stale {
+		sc.d.Abort()
+	}
 	return nil
 }
 
@@ -868,8 +897,10 @@ func (p *subs) reconcileKeyspace() error {
 // cluster layout (one atomic load).
 const layoutPoll = 250 * time.Millisecond
 
-// watchKeyspace starts, once per session, watchLayout.
-func (p *subs) watchKeyspace() {
+// watchKeyspace starts, once per session, watchLayout; layout is the
+// router's LayoutVersion read before the session's keyspace connections
+// were last made to match the masters.
+func (p *subs) watchKeyspace(layout uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.watchStop != nil || p.closed {
@@ -877,7 +908,7 @@ func (p *subs) watchKeyspace() {
 	}
 	p.watchStop = make(chan struct{})
 	p.wg.Add(1)
-	go p.watchLayout(p.watchStop)
+	go p.watchLayout(p.watchStop, layout)
 }
 
 // watchLayout keeps the keyspace connections on the masters when the
@@ -886,10 +917,9 @@ func (p *subs) watchKeyspace() {
 // master, a replica now, would relay the new one's). It runs until the
 // session's subscriptions close; while the client holds no keyspace
 // subscription it only notes the layout.
-func (p *subs) watchLayout(stop <-chan struct{}) {
+func (p *subs) watchLayout(stop <-chan struct{}, seen uint64) {
 	defer p.wg.Done()
 	r := p.s.srv.router
-	seen := r.LayoutVersion()
 	tick := time.NewTicker(layoutPoll)
 	defer tick.Stop()
 	for {
@@ -902,14 +932,17 @@ func (p *subs) watchLayout(stop <-chan struct{}) {
 		if v == seen {
 			continue
 		}
+		p.sendMu.Lock()
 		p.mu.Lock()
 		held := len(keysWhere(p.sets.chans, true)) + len(keysWhere(p.sets.pats, true))
+		closed := p.closed
 		p.mu.Unlock()
 		// A failed reconcile (a slot without a master, mid-failover) is
 		// tried again at the next tick.
-		if held == 0 || p.reconcileKeyspace() == nil {
+		if closed || held == 0 || p.reconcileKeyspace() == nil {
 			seen = v
 		}
+		p.sendMu.Unlock()
 	}
 }
 

@@ -215,6 +215,7 @@ func newSession(srv *Server, conn net.Conn, id int64) *session {
 		access:  srv.initialAuth(),
 		keys:    make([]int, 0, 16),
 		gone:    make(chan struct{}),
+		layout:  srv.router.LayoutVersion(), // nothing of this client is routed by an older one
 	}
 	s.protoShown.Store(resp.RESP2)
 	return s
@@ -703,9 +704,6 @@ func (s *session) dispatch(cmd resp.Command) *call {
 		s.stopMonitor() // a monitor does not see its own RESET, as with Redis
 	}
 	s.feedMonitors(spec, args)
-	if h := s.srv.hot.cur.Load(); h != nil && spec.Policy != command.Local && h.activeAt(s.readAt) {
-		s.hotSample(c, h, spec, args)
-	}
 	if s.trk != nil && s.trk.on {
 		s.trackCommand(spec, args) // client-side caching: before the read is sent
 	}
@@ -776,6 +774,9 @@ func (s *session) forward(c *call, spec *command.Spec, cmd resp.Command) *call {
 	s.keepOrder()
 	s.readOnly = spec.Flags&command.ReadOnly != 0 && (s.trk == nil || !s.trk.on)
 	slot, keys, msg := s.slotOf(spec, cmd.Args)
+	if h := s.srv.hot.cur.Load(); h != nil && (msg == "" || msg == crossSlot && spec.Policy == command.Split) && h.activeAt(s.readAt) {
+		s.hotSample(c, h, spec, cmd.Args, keys)
+	}
 	switch {
 	case msg == crossSlot && spec.Policy == command.Split:
 		return s.split(c, spec, cmd.Args, keys)
@@ -834,9 +835,12 @@ func (s *session) blocking(c *call, spec *command.Spec, cmd resp.Command) *call 
 	if spec.Name == "wait" || spec.Name == "waitaof" {
 		return s.wait(c, spec.Name, cmd.Raw)
 	}
-	slot, _, msg := s.slotOf(spec, cmd.Args)
+	slot, keys, msg := s.slotOf(spec, cmd.Args)
 	if msg != "" {
 		return c.fail(msg)
+	}
+	if h := s.srv.hot.cur.Load(); h != nil && h.activeAt(s.readAt) {
+		s.hotSample(c, h, spec, cmd.Args, keys)
 	}
 	req := c.req
 	req.Frame = cmd.Raw

@@ -56,9 +56,12 @@ type Request struct {
 	// toReplica is set while the attempt goes to a replica; noReplica once
 	// one failed it, so that the next attempts go to the master.
 	toReplica, noReplica bool
-	redirects            int
-	attempts             int
-	deadline             time.Time
+	// fellBack is set when the attempt went to a replica because the
+	// master failed (ReadPreferMaster).
+	fellBack  bool
+	redirects int
+	attempts  int
+	deadline  time.Time
 	// state is the current attempt's: pending, done, or parked (its waiter
 	// sleeps on done). A waiter that finds the attempt done reads the reply
 	// without touching the channel; complete sends on done only to a parked

@@ -590,20 +590,23 @@ func (r *Router) Do(req *Request) {
 // if so sends it again.
 func (r *Router) retry(req *Request) bool {
 	if r.opts.ReadFrom == ReadPreferMaster && req.ReadOnly && !req.toReplica && !req.noReplica &&
-		req.Addr == "" && req.Err != nil && (!req.written || req.Resendable) &&
+		req.Addr == "" && !req.asking && req.redirects == 0 && req.Err != nil && (!req.written || req.Resendable) &&
 		(errors.Is(req.Err, ErrUnavailable) || errors.Is(req.Err, ErrConnLost) || errors.Is(req.Err, ErrTimeout)) {
 		// The master is out of reach: a replica answers, at once.
 		if n := r.replicaOf(req); n != nil {
-			req.asking, req.toReplica = false, true
+			req.toReplica, req.fellBack = true, true
 			r.sendTo(n, req)
 			return true
 		}
 	}
 	if req.toReplica && (req.Err != nil || isUnavailable(req.Reply)) {
 		// The replica failed the read, is loading, or lost its master:
-		// the master answers it (at once: it is not the master that failed).
+		// the master answers it (at once: it is not the master that failed,
+		// unless the read came to the replica because it had; then the
+		// master is retried as any failed request is, or not after a
+		// timeout).
 		req.noReplica = true
-		if req.Err == nil || !req.written || req.Resendable {
+		if !req.fellBack && (req.Err == nil || !req.written || req.Resendable) {
 			r.Send(req)
 			return true
 		}
