@@ -774,7 +774,7 @@ func (s *session) forward(c *call, spec *command.Spec, cmd resp.Command) *call {
 	s.keepOrder()
 	s.readOnly = spec.Flags&command.ReadOnly != 0 && (s.trk == nil || !s.trk.on)
 	slot, keys, msg := s.slotOf(spec, cmd.Args)
-	if h := s.srv.hot.cur.Load(); h != nil && (msg == "" || msg == crossSlot && spec.Policy == command.Split) && h.activeAt(s.readAt) {
+	if h := s.srv.hot.cur.Load(); h != nil && (msg == "" || (msg == crossSlot && spec.Policy == command.Split)) && h.activeAt(s.readAt) {
 		s.hotSample(c, h, spec, cmd.Args, keys)
 	}
 	switch {

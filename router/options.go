@@ -63,9 +63,9 @@ type Options struct {
 	RetiredGrace time.Duration
 
 	// ReadFrom says where requests marked ReadOnly go: ReadMaster (the
-	// default), ReadPreferMaster or ReadPreferReplica. Replicas replicate asynchronously, so a
-	// read sent to one may not see a write the master acknowledged moments
-	// before, even one of the same client.
+	// default), ReadPreferMaster or ReadPreferReplica. Replicas replicate
+	// asynchronously, so a read sent to one may not see a write the master
+	// acknowledged moments before, even one of the same client.
 	ReadFrom ReadPolicy
 
 	// ReplyLimits bound replies read from nodes. Zero fields mean resp defaults.

@@ -520,7 +520,7 @@ func (r *Router) route(req *Request) (*node, error) {
 		}
 		n = t.masters[i]
 		if req.ReadOnly && r.opts.ReadFrom == ReadPreferReplica && !req.noReplica {
-			if rep := r.replicaOf(req); rep != nil {
+			if rep := pickReplica(t.replicas[i], req.Conn); rep != nil {
 				n = rep
 				req.toReplica = true
 			}
@@ -546,15 +546,22 @@ func (r *Router) replicaOf(req *Request) *node {
 		return nil
 	}
 	i := int(t.slots[req.Slot&(SlotCount-1)]) - 1
-	if i < 0 || len(t.replicas[i]) == 0 {
+	if i < 0 {
 		return nil
 	}
-	reps := t.replicas[i]
-	c := req.Conn
-	if c < 0 {
-		c = -c
+	return pickReplica(t.replicas[i], req.Conn)
+}
+
+// pickReplica returns the replica of reps that the client connection conn
+// reads from (one per client, so that its reads stay in order), or nil.
+func pickReplica(reps []*node, conn int) *node {
+	if len(reps) == 0 {
+		return nil
 	}
-	return reps[c%len(reps)]
+	if conn < 0 {
+		conn = -conn
+	}
+	return reps[conn%len(reps)]
 }
 
 func (r *Router) sendTo(n *node, req *Request) {
