@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterproxy/clusterproxy/internal/localcluster"
 	"github.com/clusterproxy/clusterproxy/internal/resp"
 	"github.com/clusterproxy/clusterproxy/internal/testcluster"
 	"github.com/clusterproxy/clusterproxy/proxy"
@@ -112,6 +113,26 @@ func (w *writer) check(t *testing.T, ctx context.Context, c *redis.Client) {
 	}
 }
 
+// migrationEnds returns the master serving slot and another master to move
+// it to.
+func migrationEnds(t *testing.T, cl *localcluster.Cluster, slot int) (from, to string) {
+	t.Helper()
+	ctx := context.Background()
+	from, err := cl.SlotOwner(ctx, slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	masters, err := cl.MasterAddrs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to = masters[0]
+	if to == from {
+		to = masters[1]
+	}
+	return from, to
+}
+
 // TestReshardASK moves one slot while a client writes and reads keys in it:
 // the proxy follows ASK (ASKING sent with the command) and then MOVED; the
 // client sees no error and no redirection.
@@ -127,18 +148,7 @@ func TestReshardASK(t *testing.T) {
 		keys[i] = "{mig}:" + strconv.Itoa(i)
 	}
 	slot := router.Slot([]byte(keys[0]))
-	from, err := cl.SlotOwner(ctx, slot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	masters, err := cl.MasterAddrs(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	to := masters[0]
-	if to == from {
-		to = masters[1]
-	}
+	from, to := migrationEnds(t, cl, slot)
 	// Half the keys exist before the migration starts.
 	for _, k := range keys[:100] {
 		if err := c.Set(ctx, k, -1, 0).Err(); err != nil {
@@ -302,18 +312,7 @@ func TestPipelineOrderAcrossLayoutChange(t *testing.T) {
 	c := p.client(t, 2)
 	const key = "{order}:k"
 	slot := router.Slot([]byte(key))
-	from, err := cl.SlotOwner(ctx, slot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	masters, err := cl.MasterAddrs(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	to := masters[0]
-	if to == from {
-		to = masters[1]
-	}
+	from, to := migrationEnds(t, cl, slot)
 	if err := c.Set(ctx, key, "v1", 0).Err(); err != nil {
 		t.Fatal(err)
 	}

@@ -81,18 +81,7 @@ func TestTracingRedirect(t *testing.T) {
 	c := p.client(t, 2)
 	const key = "{traceask}:missing"
 	slot := router.Slot([]byte(key))
-	from, err := cl.SlotOwner(ctx, slot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	masters, err := cl.MasterAddrs(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	to := masters[0]
-	if to == from {
-		to = masters[1]
-	}
+	from, to := migrationEnds(t, cl, slot)
 	if err := cl.BeginMigration(ctx, slot, from, to); err != nil {
 		t.Fatal(err)
 	}
