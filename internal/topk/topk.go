@@ -39,9 +39,17 @@ type Sketch struct {
 type shard struct {
 	mu   sync.Mutex
 	cap  int
-	heap []Item         // min-heap by Count
-	pos  map[string]int // key -> index in heap
-	_    [40]byte       // keep shards' locks on separate cache lines
+	heap []*entry          // min-heap by count
+	pos  map[string]*entry // the same entries by key
+	_    [40]byte          // keep shards' locks on separate cache lines
+}
+
+// entry is one kept key; idx is its place in the heap, so that moving it
+// touches no map.
+type entry struct {
+	key        string
+	count, err uint64
+	idx        int
 }
 
 // New returns a Sketch that keeps about capacity keys in all (at least 8
@@ -51,8 +59,8 @@ func New(capacity int) *Sketch {
 	s := &Sketch{seed: maphash.MakeSeed()}
 	for i := range s.parts {
 		s.parts[i].cap = per
-		s.parts[i].pos = make(map[string]int, per)
-		s.parts[i].heap = make([]Item, 0, per)
+		s.parts[i].pos = make(map[string]*entry, per)
+		s.parts[i].heap = make([]*entry, 0, per)
 	}
 	return s
 }
@@ -70,37 +78,36 @@ func (s *Sketch) Add(key []byte, w uint64) {
 }
 
 func (sh *shard) add(key []byte, w uint64) {
-	if i, ok := sh.pos[string(key)]; ok {
-		sh.heap[i].Count += w
-		sh.down(i)
+	if e, ok := sh.pos[string(key)]; ok {
+		e.count += w
+		sh.down(e.idx)
 		return
 	}
 	if len(sh.heap) < sh.cap {
-		k := string(key)
-		sh.heap = append(sh.heap, Item{Key: k, Count: w})
-		sh.pos[k] = len(sh.heap) - 1
-		sh.up(len(sh.heap) - 1)
+		e := &entry{key: string(key), count: w, idx: len(sh.heap)}
+		sh.heap = append(sh.heap, e)
+		sh.pos[e.key] = e
+		sh.up(e.idx)
 		return
 	}
 	// Replace the lightest key: the newcomer inherits its count, which
 	// bounds the error of the newcomer's estimate.
-	low := &sh.heap[0]
-	delete(sh.pos, low.Key)
-	k := string(key)
-	low.Err = low.Count
-	low.Count += w
-	low.Key = k
-	sh.pos[k] = 0
+	low := sh.heap[0]
+	delete(sh.pos, low.key)
+	low.key = string(key)
+	low.err = low.count
+	low.count += w
+	sh.pos[low.key] = low
 	sh.down(0)
 }
 
-func (sh *shard) less(i, j int) bool { return sh.heap[i].Count < sh.heap[j].Count }
+func (sh *shard) less(i, j int) bool { return sh.heap[i].count < sh.heap[j].count }
 
 func (sh *shard) swap(i, j int) {
 	h := sh.heap
 	h[i], h[j] = h[j], h[i]
-	sh.pos[h[i].Key] = i
-	sh.pos[h[j].Key] = j
+	h[i].idx = i
+	h[j].idx = j
 }
 
 func (sh *shard) up(i int) {
@@ -142,7 +149,9 @@ func (s *Sketch) Top(n int) []Item {
 	for i := range s.parts {
 		sh := &s.parts[i]
 		sh.mu.Lock()
-		all = append(all, sh.heap...)
+		for _, e := range sh.heap {
+			all = append(all, Item{Key: e.key, Count: e.count, Err: e.err})
+		}
 		sh.mu.Unlock()
 	}
 	slices.SortFunc(all, func(a, b Item) int {
