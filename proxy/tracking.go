@@ -141,11 +141,7 @@ func (t *tracker) enable(s *session, bcast bool, prefixes []string) error {
 	}
 	t.regMu.Lock()
 	defer t.regMu.Unlock()
-	if old := t.bcasts[s.id]; old != nil {
-		t.prefixes.Add(-int64(len(old.prefixes)))
-	}
-	delete(t.clients, s.id)
-	delete(t.bcasts, s.id)
+	t.unregisterLocked(s.id)
 	if bcast {
 		t.bcasts[s.id] = &bcastClient{s: s, prefixes: prefixes}
 		t.prefixes.Add(int64(len(prefixes)))
@@ -160,12 +156,17 @@ func (t *tracker) enable(s *session, bcast bool, prefixes []string) error {
 func (t *tracker) disable(s *session) {
 	t.regMu.Lock()
 	defer t.regMu.Unlock()
-	if old := t.bcasts[s.id]; old != nil {
+	t.unregisterLocked(s.id)
+	t.n.Store(int32(len(t.clients) + len(t.bcasts)))
+}
+
+// unregisterLocked forgets session id in either mode; t.regMu is held.
+func (t *tracker) unregisterLocked(id int64) {
+	if old := t.bcasts[id]; old != nil {
 		t.prefixes.Add(-int64(len(old.prefixes)))
 	}
-	delete(t.clients, s.id)
-	delete(t.bcasts, s.id)
-	t.n.Store(int32(len(t.clients) + len(t.bcasts)))
+	delete(t.clients, id)
+	delete(t.bcasts, id)
 }
 
 // start opens a listener on every current master and starts the loop that
