@@ -105,6 +105,11 @@ func checkSane(t *testing.T, tg report.Target, wantOps int64) {
 	if tg.Ratio == nil || *tg.Ratio <= 0 || tg.BenchCPU <= 0 {
 		t.Errorf("%s: ratio %v, bench CPU %v", tg.Name, tg.Ratio, tg.BenchCPU)
 	}
+	// A short round may see no /proc/stat tick (10 ms) of busy time;
+	// TestMachineCPU checks the figures on a longer one.
+	if tg.MachineCPUPerOp < 0 || tg.MachineIdle < 0 || tg.MachineIdle > 1 || (tg.CPURatio != nil && *tg.CPURatio <= 0) {
+		t.Errorf("%s: machine CPU %v us per op, idle %v, CPU ratio %v", tg.Name, tg.MachineCPUPerOp, tg.MachineIdle, tg.CPURatio)
+	}
 	if tg.Name == "proxy" {
 		m := tg.Memory
 		if tg.PID != proxy.ProxyPID || m == nil || m.Before <= 0 || m.Peak < m.Before || m.HWM < m.Peak || tg.ProcCPUSeconds < 0 {
@@ -184,6 +189,29 @@ func TestScenarios(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMachineCPU checks the whole machine's CPU figures on rounds long
+// enough for /proc/stat's 10 ms ticks.
+func TestMachineCPU(t *testing.T) {
+	r := runBench(t, append(targets(), "-duration", "400ms", "-conns", "2", "-rounds", "1", "-prefix", "bench-it-machine:")...)
+	if len(r.Targets) != 2 {
+		t.Fatalf("targets %+v", r.Targets)
+	}
+	for _, tg := range r.Targets {
+		if tg.Ops == 0 || tg.MachineCPUPerOp <= 0 || tg.CPURatio == nil || *tg.CPURatio <= 0 {
+			t.Errorf("%s: %d ops, machine CPU %v us per op, CPU ratio %v", tg.Name, tg.Ops, tg.MachineCPUPerOp, tg.CPURatio)
+		}
+		if tg.MachineIdle < 0 || tg.MachineIdle > 1 {
+			t.Errorf("%s: machine idle share %v", tg.Name, tg.MachineIdle)
+		}
+	}
+	if d := r.Targets[1]; d.CPURatio == nil || *d.CPURatio != 1 {
+		t.Errorf("direct CPU ratio %v, want 1", d.CPURatio)
+	}
+	if n := countKeys(t, "bench-it-machine:"); n == 0 {
+		t.Error("no key written")
 	}
 }
 

@@ -49,6 +49,7 @@ type acc struct {
 	elapsed time.Duration
 	bench   time.Duration
 	proc    time.Duration
+	machine procstat.Machine // the whole machine's CPU over the rounds
 	mem     *report.Memory
 	skip    bool
 }
@@ -205,16 +206,27 @@ func runRound(ctx context.Context, cfg *config, sc load.Scenario, lc load.Config
 	live := &load.Live{}
 	label := fmt.Sprintf("[%s round %d/%d]", a.t.Name, r+1, cfg.rounds)
 	stop := pr.Start(label, total, func() (int64, int64) { return live.Ops.Load(), live.Errors.Load() })
+	mach0, err := procstat.MachineCPU()
+	if err != nil {
+		return err
+	}
 	self0 := procstat.SelfCPU()
 	res, err := sc.Run(rctx, a.t, lc, load.Budget{N: cfg.n, Duration: cfg.duration}, live)
 	self1 := procstat.SelfCPU()
+	mach1, machErr := procstat.MachineCPU()
 	stop()
 	close(stopSampling)
 	sampler.Wait()
 	if err != nil {
 		return err
 	}
+	if machErr != nil {
+		return machErr
+	}
 	a.bench += self1 - self0
+	d := mach1.Sub(mach0)
+	a.machine.Busy += d.Busy
+	a.machine.Idle += d.Idle
 	if pid > 0 {
 		cpu1, err := procstat.CPU(pid)
 		if err != nil {
@@ -283,6 +295,10 @@ func (a *acc) finish() report.Target {
 	}
 	if a.elapsed > 0 {
 		t.BenchCPU = a.bench.Seconds() / a.elapsed.Seconds()
+	}
+	if t.Ops > 0 && a.machine.Busy > 0 {
+		t.MachineCPUPerOp = float64(a.machine.Busy.Microseconds()) / float64(t.Ops)
+		t.MachineIdle = a.machine.Idle.Seconds() / (a.machine.Busy + a.machine.Idle).Seconds()
 	}
 	if a.t.PID > 0 {
 		t.ProcCPUSeconds = a.proc.Seconds()

@@ -98,3 +98,51 @@ func SelfCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// Machine is the CPU time of the whole machine (all cores) so far, from the
+// "cpu" line of /proc/stat.
+type Machine struct {
+	Busy time.Duration // user, nice, system, irq and softirq
+	Idle time.Duration // idle and iowait
+}
+
+// MachineCPU returns the machine's CPU time so far.
+func MachineCPU() (Machine, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return Machine{}, fmt.Errorf("procstat: read /proc/stat: %w", err)
+	}
+	return parseProcStat(b)
+}
+
+// Sub returns the CPU time between earlier and m.
+func (m Machine) Sub(earlier Machine) Machine {
+	return Machine{Busy: m.Busy - earlier.Busy, Idle: m.Idle - earlier.Idle}
+}
+
+// parseProcStat reads the aggregate "cpu" line of /proc/stat: user nice
+// system idle iowait irq softirq [steal guest guest_nice], in ticks. Steal
+// (time the hypervisor gave to others) is neither; guest time is already
+// counted in user.
+func parseProcStat(b []byte) (Machine, error) {
+	for line := range bytes.Lines(b) {
+		f := bytes.Fields(line)
+		if len(f) == 0 || string(f[0]) != "cpu" {
+			continue
+		}
+		if len(f) < 8 {
+			return Machine{}, fmt.Errorf("procstat: /proc/stat cpu line has %d fields, want at least 8", len(f))
+		}
+		var v [7]int64
+		for i := range v {
+			n, err := strconv.ParseInt(string(f[i+1]), 10, 64)
+			if err != nil {
+				return Machine{}, fmt.Errorf("procstat: /proc/stat cpu field %d: %w", i+1, err)
+			}
+			v[i] = n
+		}
+		tick := func(n int64) time.Duration { return time.Duration(n) * time.Second / clockTicks }
+		return Machine{Busy: tick(v[0] + v[1] + v[2] + v[5] + v[6]), Idle: tick(v[3] + v[4])}, nil
+	}
+	return Machine{}, fmt.Errorf("procstat: no cpu line in /proc/stat")
+}

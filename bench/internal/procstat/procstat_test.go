@@ -68,3 +68,41 @@ func TestSelf(t *testing.T) {
 		t.Error("CPU(-1): no error")
 	}
 }
+
+func TestParseProcStat(t *testing.T) {
+	stat := "cpu  100 5 40 800 20 3 2 7 0 0\ncpu0 50 2 20 400 10 1 1 3 0 0\nintr 12345\n"
+	m, err := parseProcStat([]byte(stat))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// busy: user 100 + nice 5 + system 40 + irq 3 + softirq 2; idle: 800 + iowait 20; steal 7 is neither.
+	if m.Busy != 1500*time.Millisecond || m.Idle != 8200*time.Millisecond {
+		t.Errorf("got %+v, want busy 1.5 s, idle 8.2 s", m)
+	}
+	d := m.Sub(Machine{Busy: 500 * time.Millisecond, Idle: 200 * time.Millisecond})
+	if d.Busy != time.Second || d.Idle != 8*time.Second {
+		t.Errorf("Sub: %+v", d)
+	}
+	for _, bad := range []string{"intr 1\n", "cpu 1 2 3\n", "cpu 1 2 x 4 5 6 7\n"} {
+		if _, err := parseProcStat([]byte(bad)); err == nil {
+			t.Errorf("parseProcStat(%q): no error", bad)
+		}
+	}
+}
+
+func TestMachineCPU(t *testing.T) {
+	a, err := MachineCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(50 * time.Millisecond)
+	for time.Now().Before(deadline) { // burn some CPU so busy time advances
+	}
+	b, err := MachineCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := b.Sub(a); d.Busy <= 0 || d.Idle < 0 {
+		t.Errorf("machine CPU over 50 ms of spinning: %+v", d)
+	}
+}

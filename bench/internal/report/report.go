@@ -75,6 +75,17 @@ type Target struct {
 	// rounds, in cores (1.0 = one core busy): when it nears the machine's
 	// core count, the generator is the bottleneck.
 	BenchCPU float64 `json:"bench_cpu_cores"`
+
+	// MachineCPUPerOp is the CPU time the whole machine (every process:
+	// load generator, target, cluster nodes) spent per operation during the
+	// target's rounds, in microseconds; MachineIdle is the share of the
+	// machine's CPU time left idle. On a machine that runs everything, a
+	// busy machine's throughput is bound by CPU per operation: CPURatio,
+	// the direct target's MachineCPUPerOp over this one's, is the ratio to
+	// direct that the target's measured cost allows.
+	MachineCPUPerOp float64  `json:"machine_cpu_us_per_op,omitempty"`
+	MachineIdle     float64  `json:"machine_idle,omitempty"`
+	CPURatio        *float64 `json:"cpu_ratio_to_direct,omitempty"`
 }
 
 // Step is the latency of one step of a compound operation.
@@ -113,6 +124,10 @@ func (r *Report) SetRatios(direct string) {
 		}
 		ratio := t.OpsPerSec / d.OpsPerSec
 		t.Ratio = &ratio
+		if d.MachineCPUPerOp > 0 && t.MachineCPUPerOp > 0 {
+			c := d.MachineCPUPerOp / t.MachineCPUPerOp
+			t.CPURatio = &c
+		}
 		if d.Latency.P99 > 0 {
 			p := t.Latency.P99 / d.Latency.P99
 			t.P99Ratio = &p
@@ -131,7 +146,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 }
 
 // header and row give the main table in both text and Markdown.
-var header = []string{"target", "ops/s", "vs direct", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "p99 vs direct", "errors", "ops/CPU-s", "bench CPU"}
+var header = []string{"target", "ops/s", "vs direct", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "p99 vs direct", "errors", "ops/CPU-s", "bench CPU", "machine us/op", "idle", "CPU allows"}
 
 func row(t Target) []string {
 	if t.Unsupported != "" || t.Failed != "" {
@@ -155,7 +170,17 @@ func row(t Target) []string {
 		strconv.FormatInt(t.Errors, 10),
 		orDash(t.OpsPerCPUSecond),
 		fmt.Sprintf("%.2f", t.BenchCPU),
+		perOp(t.MachineCPUPerOp),
+		fmt.Sprintf("%.0f%%", 100*t.MachineIdle),
+		ratio(t.CPURatio),
 	}
+}
+
+func perOp(us float64) string {
+	if us == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", us)
 }
 
 func ratio(p *float64) string {

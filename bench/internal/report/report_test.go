@@ -23,11 +23,13 @@ func sample() *Report {
 			{Name: "proxy", Kind: "single", Ops: 2000, OpsPerSec: 45000, RoundOpsPerSec: []float64{44000, 46000},
 				Latency: stats.Latency{Count: 2000, P50: 0.5, P90: 0.9, P99: 1.5, P999: 2, Max: 3},
 				PID:     42, ProcCPUSeconds: 0.02, OpsPerCPUSecond: 100000, BenchCPU: 0.4,
+				MachineCPUPerOp: 16, MachineIdle: 0.125,
 				Memory: &Memory{Before: 10 << 20, Peak: 30 << 20, After: 12 << 20, HWM: 31 << 20},
 				Steps:  []Step{{Name: "rl.acquire", Latency: stats.Latency{Count: 10, P50: 0.2}}},
 				Extra:  map[string]any{"lost": 0.0, "published_per_sec": 1234.5}},
 			{Name: "direct", Kind: "cluster", Ops: 2000, OpsPerSec: 60000, RoundOpsPerSec: []float64{60000, 60000},
-				Latency: stats.Latency{Count: 2000, P50: 0.3, P90: 0.6, P99: 1.0, P999: 1.2, Max: 2}, BenchCPU: 0.5},
+				Latency: stats.Latency{Count: 2000, P50: 0.3, P90: 0.6, P99: 1.0, P999: 1.2, Max: 2}, BenchCPU: 0.5,
+				MachineCPUPerOp: 10},
 			{Name: "a<b>|c", Kind: "single", Unsupported: "unsupported by target: RL.PEEK: ERR unknown command"},
 			{Name: "broken", Kind: "single", Failed: "dial tcp: refused"},
 		},
@@ -43,8 +45,11 @@ func TestSetRatios(t *testing.T) {
 	if p.Ratio == nil || *p.Ratio != 0.75 || p.P99Ratio == nil || *p.P99Ratio != 1.5 {
 		t.Fatalf("proxy ratios %v %v, want 0.75 and 1.5", p.Ratio, p.P99Ratio)
 	}
-	if d := r.Targets[1]; d.Ratio == nil || *d.Ratio != 1 {
-		t.Errorf("direct ratio %v, want 1", d.Ratio)
+	if p.CPURatio == nil || *p.CPURatio != 0.625 {
+		t.Errorf("proxy CPU ratio %v, want 0.625 (10 us per op against 16)", p.CPURatio)
+	}
+	if d := r.Targets[1]; d.Ratio == nil || *d.Ratio != 1 || d.CPURatio == nil || *d.CPURatio != 1 {
+		t.Errorf("direct ratios %v %v, want 1", d.Ratio, d.CPURatio)
 	}
 	if r.Targets[2].Ratio != nil {
 		t.Error("a target without figures got a ratio")
@@ -74,6 +79,8 @@ func TestTable(t *testing.T) {
 		"scenario getset, 2 rounds alternating",
 		"conns=50 n=1000 pipeline=1",
 		"45,000", "0.75", "1.500", "100,000", // proxy: ops/s, ratio, p99, ops per CPU-second
+		"16.00", "12%", "0.62", // proxy: machine CPU per op, idle, the ratio that CPU allows
+		"10.00",
 		"60,000",
 		"unsupported", "RL.PEEK: ERR unknown command",
 		"broken: failed: dial tcp: refused",
