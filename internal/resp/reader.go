@@ -306,7 +306,10 @@ func (r *Reader) ReadReply() ([]byte, error) {
 func (r *Reader) line(p int) (int, error) {
 	i := bytes.IndexByte(r.buf[p:r.w], '\n')
 	if i < 0 {
-		if r.w-p > r.lim.MaxInline {
+		// The line holds at most MaxInline bytes before its CRLF, so its
+		// '\n' can be as far as MaxInline+1: only past that is it known to
+		// be too long, whatever the reads delivered so far.
+		if r.w-p > r.lim.MaxInline+1 {
 			return 0, errTooLong
 		}
 		return 0, errIncomplete

@@ -165,6 +165,45 @@ func TestReadCommandLimitErrors(t *testing.T) {
 	}
 }
 
+// TestLineLimitBoundary: a protocol line of exactly MaxInline bytes before
+// its CRLF is read, one byte longer is refused, and the verdict does not
+// depend on how the bytes arrive (whole, or one byte per read, when the
+// '\r' is buffered before the '\n').
+func TestLineLimitBoundary(t *testing.T) {
+	lim := Limits{BufferSize: 32, MaxInline: 100}
+	for _, tc := range []struct {
+		in      string
+		reply   bool
+		wantErr string // "" when the frame must be read whole
+	}{
+		{"+" + strings.Repeat("s", 99) + "\r\n", true, ""},
+		{"+" + strings.Repeat("s", 100) + "\r\n", true, "too big inline request"},
+		{"+" + strings.Repeat("s", 100) + "\n", true, "expected CRLF line terminator"},
+		// 100 bytes: within the limit, refused for what it says.
+		{"*1\r\n$" + strings.Repeat("0", 98) + "3\r\nabc\r\n", false, "invalid bulk length"},
+		{"*1\r\n$" + strings.Repeat("0", 99) + "3\r\nabc\r\n", false, "too big bulk count string"},
+	} {
+		for _, sizes := range [][]int{nil, {1}} {
+			rd := func() io.Reader { return &chunkReader{data: []byte(tc.in), sizes: sizes} }
+			var frames []string
+			var errText string
+			if tc.reply {
+				frames, errText = readAllReplies(rd(), lim)
+			} else {
+				res := readAllCommands(rd(), lim)
+				frames, errText = res.raws, res.err
+			}
+			if tc.wantErr == "" {
+				if errText != "" || len(frames) != 1 || frames[0] != tc.in {
+					t.Errorf("%.20q... in reads of %v: frames %d, error %q; want it read whole", tc.in, sizes, len(frames), errText)
+				}
+			} else if !strings.Contains(errText, tc.wantErr) {
+				t.Errorf("%.20q... in reads of %v: error %q, want %q", tc.in, sizes, errText, tc.wantErr)
+			}
+		}
+	}
+}
+
 // TestReadCommandAnnouncedBulkNotPresized: a header announcing a bulk as
 // large as MaxBulk allocates at most commandPresize before the bytes
 // arrive, and a large bulk that does arrive grows the buffer geometrically.
