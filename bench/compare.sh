@@ -101,7 +101,9 @@ awk -F, '
         eff="-"; if (t=="proxy" && cpu[k]>0) eff=sprintf("%.0f", reqs/cpu[k])
         pr="-"; if (t=="proxy") pr=sprintf("%.2f", cpu[k]*1e6/reqs)
         all=busy[k]*1e6/reqs
-        printf "| %s | %s | %s | %.0f | %.3f | %.3f | %.2f | %s | %s / %.2f / %.2f | %.0f%% | %.2f |\n", p, test, t, r, p50[k]/n[k], p99[k]/n[k], r/d, eff, pr, nodes[k]*1e6/reqs, all, 100*idle[k]/(busy[k]+idle[k]), dall/all
+        idl=0; if (busy[k]+idle[k] > 0) idl=100*idle[k]/(busy[k]+idle[k])
+        allows="-"; if (all > 0 && dall > 0) allows=sprintf("%.2f", dall/all)
+        printf "| %s | %s | %s | %.0f | %.3f | %.3f | %.2f | %s | %s / %.2f / %.2f | %.0f%% | %s |\n", p, test, t, r, p50[k]/n[k], p99[k]/n[k], r/d, eff, pr, nodes[k]*1e6/reqs, all, idl, allows
       }
     }
   }' "$RESULTS" | sort -t'|' -k2,2n -k3,3 -k4,4
