@@ -99,7 +99,7 @@ func (s *session) gateway(c *call, spec *command.Spec, args [][]byte) *call {
 	proto := s.proto
 	ctx := s.ctx
 	timeout := s.srv.cfg.GatewayTimeout
-	go func() {
+	s.srv.gwWorkers.run(func() {
 		defer close(g.done)
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
@@ -119,7 +119,7 @@ func (s *session) gateway(c *call, spec *command.Spec, args [][]byte) *call {
 				g.reply = resp.AppendError(nil, "ERR proxy: '"+spec.Name+"' did not complete within the gateway timeout ("+timeout.String()+")")
 			}
 		}
-	}()
+	})
 	c.gw = g
 	return c
 }

@@ -270,7 +270,7 @@ func (c *ctxCommands) window(ctx context.Context, args [][]byte, proto int) []by
 	c.obs.GatewayEvent(ctxFamily, "window")
 	n := 0
 	for _, m := range w.Messages {
-		n += len(m.Content) + len(m.ID) + len(m.Meta) + 96
+		n += len(m.Content) + len(m.ID) + len(m.Meta) + len(m.Role) + ctxMessageOverhead
 	}
 	b := resp.AppendArrayHeader(make([]byte, 0, n+16), len(w.Messages))
 	for i := range w.Messages {
@@ -278,6 +278,12 @@ func (c *ctxCommands) window(ctx context.Context, args [][]byte, proto int) []by
 	}
 	return b
 }
+
+// ctxMessageOverhead bounds the bytes appendCtxMessage adds beyond the
+// message's strings: the map header (5), the six keys (62), two integers
+// (23 each) and four bulk headers (15 each), so that the window's reply is
+// allocated once.
+const ctxMessageOverhead = 5 + 62 + 2*23 + 4*15
 
 // appendCtxMessage appends a message as a map (RESP2: flat array).
 func appendCtxMessage(b []byte, m *contextstore.Message, proto int) []byte {

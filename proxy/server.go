@@ -159,6 +159,8 @@ type Server struct {
 	// after New).
 	scripter *routerScripter
 	gateway  map[string]gatewayFunc
+	// gwWorkers run the gateway commands' handlers.
+	gwWorkers workers
 
 	// users are the client users, replaced whole by SetUsers; authLimit
 	// rate-limits failed authentication (nil: off).
@@ -349,6 +351,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	s.pause.kick() // readers held by CLIENT PAUSE see they are stopped
 	defer s.tracking.close()
+	defer s.gwWorkers.close() // once every session is done: no more gateway command
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
