@@ -231,64 +231,85 @@ func decodeReply(frame []byte, depth int) (interface{}, error) {
 	return nil, fmt.Errorf("proxy: unknown reply type %q", frame[0])
 }
 
-// encodeArgs encodes a command the way go-redis writes its arguments.
+// encodeArgs encodes a command the way go-redis writes its arguments, in
+// one buffer sized up front: a conversation turn or a cached answer is
+// copied once, into the frame.
 func encodeArgs(args []interface{}) []byte {
-	b := resp.AppendArrayHeader(make([]byte, 0, 64), len(args))
+	n := 16
 	for _, a := range args {
-		b = resp.AppendBulk(b, argBytes(a))
+		switch v := a.(type) {
+		case string:
+			n += len(v) + 16
+		case []byte:
+			n += len(v) + 16
+		default:
+			n += 48
+		}
+	}
+	b := resp.AppendArrayHeader(make([]byte, 0, n), len(args))
+	for _, a := range args {
+		switch v := a.(type) {
+		case string:
+			b = resp.AppendBulkString(b, v)
+		case []byte:
+			b = resp.AppendBulk(b, v)
+		default:
+			var tmp [32]byte
+			b = resp.AppendBulk(b, appendArg(tmp[:0], a))
+		}
 	}
 	return b
 }
 
-// argBytes formats one argument as go-redis does.
-func argBytes(a interface{}) []byte {
+// appendArg appends one argument to dst, formatted as go-redis does.
+func appendArg(dst []byte, a interface{}) []byte {
 	switch v := a.(type) {
 	case nil:
-		return nil
+		return dst
 	case string:
-		return []byte(v)
+		return append(dst, v...)
 	case []byte:
-		return v
+		return append(dst, v...)
 	case int:
-		return strconv.AppendInt(nil, int64(v), 10)
+		return strconv.AppendInt(dst, int64(v), 10)
 	case int8:
-		return strconv.AppendInt(nil, int64(v), 10)
+		return strconv.AppendInt(dst, int64(v), 10)
 	case int16:
-		return strconv.AppendInt(nil, int64(v), 10)
+		return strconv.AppendInt(dst, int64(v), 10)
 	case int32:
-		return strconv.AppendInt(nil, int64(v), 10)
+		return strconv.AppendInt(dst, int64(v), 10)
 	case int64:
-		return strconv.AppendInt(nil, v, 10)
+		return strconv.AppendInt(dst, v, 10)
 	case uint:
-		return strconv.AppendUint(nil, uint64(v), 10)
+		return strconv.AppendUint(dst, uint64(v), 10)
 	case uint8:
-		return strconv.AppendUint(nil, uint64(v), 10)
+		return strconv.AppendUint(dst, uint64(v), 10)
 	case uint16:
-		return strconv.AppendUint(nil, uint64(v), 10)
+		return strconv.AppendUint(dst, uint64(v), 10)
 	case uint32:
-		return strconv.AppendUint(nil, uint64(v), 10)
+		return strconv.AppendUint(dst, uint64(v), 10)
 	case uint64:
-		return strconv.AppendUint(nil, v, 10)
+		return strconv.AppendUint(dst, v, 10)
 	case float32:
-		return strconv.AppendFloat(nil, float64(v), 'f', -1, 32)
+		return strconv.AppendFloat(dst, float64(v), 'f', -1, 32)
 	case float64:
 		if math.IsInf(v, 1) {
-			return []byte("+inf")
+			return append(dst, "+inf"...)
 		} else if math.IsInf(v, -1) {
-			return []byte("-inf")
+			return append(dst, "-inf"...)
 		}
-		return strconv.AppendFloat(nil, v, 'f', -1, 64)
+		return strconv.AppendFloat(dst, v, 'f', -1, 64)
 	case bool:
 		if v {
-			return []byte("1")
+			return append(dst, '1')
 		}
-		return []byte("0")
+		return append(dst, '0')
 	case time.Time:
-		return v.AppendFormat(nil, time.RFC3339Nano)
+		return v.AppendFormat(dst, time.RFC3339Nano)
 	case time.Duration:
-		return strconv.AppendInt(nil, v.Nanoseconds(), 10)
+		return strconv.AppendInt(dst, v.Nanoseconds(), 10)
 	case fmt.Stringer:
-		return []byte(v.String())
+		return append(dst, v.String()...)
 	}
-	return fmt.Appendf(nil, "%v", a)
+	return fmt.Appendf(dst, "%v", a)
 }
